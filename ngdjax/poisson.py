@@ -51,16 +51,23 @@ class HostPoissonFactor:
     """Prefactored sparse Poisson system on the host (float64), one vertex pinned per component.
 
     Hashes by identity, so it can be static (compile-time) data of a jitted function.
+
+    Args:
+        system: (V, V) symmetric PSD sparse matrix ``L``.
+        labels: (V,) connected-component label per vertex.
+        symmetric: factor with a symmetric fill-reducing ordering and no pivoting (``L`` is SPD
+            once pinned): about 2.5x less fill and faster solves than scipy's default ``splu``.
     """
 
-    def __init__(self, system: scipy.sparse.spmatrix, labels: np.ndarray):
+    def __init__(self, system: scipy.sparse.spmatrix, labels: np.ndarray, symmetric: bool = True):
         n_components = labels.max() + 1
         self.labels = labels
         self.component_sizes = np.bincount(labels, minlength=n_components).astype(np.float64)
         pinned = np.unique(labels, return_index=True)[1]
         self.free = np.setdiff1d(np.arange(len(labels)), pinned)
         system = scipy.sparse.csr_matrix(system)
-        self._lu = scipy.sparse.linalg.splu(system[self.free][:, self.free].tocsc())
+        options = dict(permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
+        self._lu = scipy.sparse.linalg.splu(system[self.free][:, self.free].tocsc(), **(options if symmetric else {}))
 
     def _centre(self, x: np.ndarray) -> np.ndarray:
         """Subtract from every vertex the mean of its connected component."""
