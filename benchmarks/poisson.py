@@ -27,10 +27,13 @@ from ngdjax.poisson import HostPoissonFactor, build_poisson_solver, jacobians_fr
 SIZES = (2000, 8000, 15000, 30000)
 
 
+_jitted_step = jax.jit(jax.value_and_grad(lambda j, w, solver: jnp.sum(w * solve(solver, j))))
+
+
 def _project_step(solver):
-    """Jitted forward + backward of the loss through the project's solve."""
-    step = jax.jit(jax.value_and_grad(lambda j, w: jnp.sum(w * solve(solver, j))))
-    return step, lambda j: solve(solver, j)
+    """Jitted forward + backward of the loss through the project's solve; the solver's arrays are
+    arguments of the jitted function, never baked-in constants."""
+    return (lambda j, w: _jitted_step(j, w, solver)), lambda j: solve(solver, j)
 
 
 def _scipy_lu_host_step(solver, vertices, faces):
