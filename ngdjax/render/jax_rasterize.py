@@ -1,0 +1,258 @@
+"""Pure-JAX rasterisation with nvdiffrast 0.3.3 semantics (../shared/RENDER.md sections 1-2).
+
+Visibility is decided as nvdiffrast's CUDA rasteriser does: vertices snapped to a 1/16-pixel
+grid (round half to even), exact integer edge functions with the top-left-style fill rule of
+RENDER.md section 1, point sampling at pixel centres, depth test less-or-equal with the higher
+triangle index winning exact ties. Then u, v, z/w are computed per pixel from the unsnapped clip
+positions (section 2.2). Only u and v carry gradients to ``clip_pos`` (section 2.4: the forward
+clamp is ignored and every 1/A is regularised to 1/(A + copysign(1e-6, A))).
+
+How it maps onto fixed-shape JAX: every triangle contributes one *fragment* per pixel of its
+(clipped) bounding box; the fragments of all triangles are laid out back to back in a buffer of
+static size ``fragment_capacity`` (triangle of fragment i found by a max-scan over the
+triangles' start offsets), tested for coverage and depth, and resolved into the image with two
+scatters (min depth, then max triangle id among the fragments at that depth).
+
+Deviations from nvdiffrast, all outside what the project renders:
+- no near-plane clipping: triangles with a vertex at w <= 0, or with a vertex more than 2048 px
+  from the image centre (beyond nvdiffrast's guard band, where it clips), are tested with float
+  edge functions on unsnapped positions instead of being split into sub-triangles;
+- the depth test compares float32 z/w, not nvdiffrast's 32-bit fixed-point plane, so coplanar or
+  nearly coplanar overlaps may resolve differently.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+SUBPIXEL = 16  # nvdiffrast snaps to 1/16 pixel
+GUARD_BAND_PX = 2048
+
+
+def default_fragment_capacity(resolution: tuple[int, int], n_faces: int) -> int:
+    """Fragment buffer size used when none is given: room for the bounding boxes of a mesh
+    covering the image about twice over, and for at least 16 pixels per triangle."""
+    height, width = resolution
+    return int(max(4 * height * width, 16 * n_faces))
+
+
+@functools.partial(jax.jit, static_argnames=("resolution", "fragment_capacity", "check_capacity"))
+def rasterize(
+    clip_pos: Float[Array, "*B V 4"],
+    tris: Int[Array, "F 3"],
+    resolution: tuple[int, int],
+    fragment_capacity: int | None = None,
+    check_capacity: bool = True,
+) -> Float[Array, "B H W 4"]:
+    """Rasterise triangles into ``rast`` (B, H, W, 4) float32 = (u, v, z/w, triangle_id + 1).
+
+    Args:
+        clip_pos: (V, 4) or (B, V, 4) float32 clip-space positions; (V, 4) means B = 1.
+        tris: (F, 3) int32 vertex indices.
+        resolution: (H, W) tuple, static. Row 0 of the image is at y_ndc = -1.
+        fragment_capacity: static size of the fragment buffer (sum over triangles of their
+            on-screen bounding-box areas must fit); default :func:`default_fragment_capacity`.
+        check_capacity: if the buffer overflows, raise at run time with the size needed.
+
+    Returns:
+        rast: (B, H, W, 4); background pixels are all zeros. u weights ``tris[t, 0]``, v weights
+        ``tris[t, 1]``. Differentiable in u, v with respect to ``clip_pos``.
+    """
+    height, width = resolution
+    clip_pos = clip_pos[None] if clip_pos.ndim == 2 else clip_pos
+    capacity = fragment_capacity or default_fragment_capacity(resolution, tris.shape[0])
+    ids = jax.vmap(lambda p: _visible_triangle_ids(jax.lax.stop_gradient(p).astype(jnp.float32), tris, height, width, capacity,
+                                                   check_capacity))(clip_pos)
+    return jax.vmap(lambda p, i: _barycentrics(p, tris, i, width, height))(clip_pos, ids)
+
+
+# ----------------------------------------------------------------------------------------------
+# Visibility
+
+
+def _snap(ndc: Float[Array, "V"], size: int) -> Int[Array, "V"]:
+    """Subpixel integer coordinate relative to the image centre: round_half_even(ndc * size * 8)."""
+    limit = float(2**24)  # far beyond the guard band; keeps the int32 cast defined
+    return jnp.round(jnp.clip(ndc * (size * SUBPIXEL / 2), -limit, limit)).astype(jnp.int32)
+
+
+def _triangle_setup(clip_pos, tris, height, width):
+    """Per-triangle snapped corners, pixel bounding box and validity."""
+    w = clip_pos[:, 3]
+    safe_w = jnp.where(w > 0, w, 1.0)
+    sx = _snap(clip_pos[:, 0] / safe_w, width)[tris]  # (F, 3)
+    sy = _snap(clip_pos[:, 1] / safe_w, height)[tris]
+    ndc = clip_pos[:, :3] / safe_w[:, None]
+    in_front = jnp.all(w[tris] > 0, axis=1)
+    outside_same_plane = jnp.zeros(tris.shape[0], bool)
+    for axis in range(3):
+        coord = ndc[:, axis][tris]
+        outside_same_plane |= jnp.all(coord < -1, axis=1) | jnp.all(coord > 1, axis=1)
+    area2 = (sx[:, 1] - sx[:, 0]).astype(jnp.float32) * (sy[:, 2] - sy[:, 0]).astype(jnp.float32) - (
+        sx[:, 2] - sx[:, 0]
+    ).astype(jnp.float32) * (sy[:, 1] - sy[:, 0]).astype(jnp.float32)
+    valid = in_front & ~outside_same_plane & (area2 != 0)
+    # Pixel c's sample sits at subpixel 16 c + 8 - 8 W (relative to the image centre).
+    col0 = jnp.clip(_ceil_div(jnp.min(sx, 1) - 8 + 8 * width, SUBPIXEL), 0, width)
+    col1 = jnp.clip(jnp.floor_divide(jnp.max(sx, 1) - 8 + 8 * width, SUBPIXEL), -1, width - 1)
+    row0 = jnp.clip(_ceil_div(jnp.min(sy, 1) - 8 + 8 * height, SUBPIXEL), 0, height)
+    row1 = jnp.clip(jnp.floor_divide(jnp.max(sy, 1) - 8 + 8 * height, SUBPIXEL), -1, height - 1)
+    box_w = jnp.where(valid, jnp.maximum(col1 - col0 + 1, 0), 0)
+    box_h = jnp.where(valid, jnp.maximum(row1 - row0 + 1, 0), 0)
+    guard = GUARD_BAND_PX * SUBPIXEL
+    exact = jnp.all((jnp.abs(sx) <= guard) & (jnp.abs(sy) <= guard), axis=1)
+    return dict(sx=sx, sy=sy, col0=col0, row0=row0, box_w=box_w, box_h=box_h, exact=exact,
+                orientation=jnp.sign(area2))
+
+
+def _ceil_div(a, b):
+    return -jnp.floor_divide(-a, b)
+
+
+def _fragment_triangles(sizes: Int[Array, "F"], capacity: int):
+    """Triangle index and local index of every fragment slot, and how many slots are used."""
+    ends = jnp.cumsum(sizes, dtype=jnp.int32)
+    starts = ends - sizes
+    total = ends[-1]
+    marks = jnp.zeros(capacity, jnp.int32).at[starts].max(
+        jnp.where(sizes > 0, jnp.arange(sizes.shape[0], dtype=jnp.int32), 0), mode="drop"
+    )
+    triangle = jax.lax.cummax(marks)
+    local = jnp.arange(capacity, dtype=jnp.int32) - starts[triangle]
+    used = jnp.arange(capacity, dtype=jnp.int32) < total
+    return triangle, local, used, total
+
+
+def _inside(sx, sy, px, py, orientation, exact):
+    """Coverage of sample (px, py) (subpixel ints) by triangle (sx, sy) (..., 3) with the fill rule.
+
+    Orient to positive area; for each edge a -> b with e = b - a, inside iff (a - s) x e >= 0,
+    where 0 counts as inside only if not (e.y > 0 or (e.y == 0 and e.x <= 0)).
+    """
+    flip = orientation < 0
+    order = [jnp.where(flip, i_flip, i) for i, i_flip in ((0, 0), (1, 2), (2, 1))]
+    x = [jnp.take_along_axis(sx, o[:, None], axis=1)[:, 0] for o in order]
+    y = [jnp.take_along_axis(sy, o[:, None], axis=1)[:, 0] for o in order]
+    covered = jnp.ones(px.shape, bool)
+    for k in range(3):
+        ax, ay, bx, by = x[k], y[k], x[(k + 1) % 3], y[(k + 1) % 3]
+        ex, ey = bx - ax, by - ay
+        # (a - s) x e = (ax - px) * ey - (ay - py) * ex, compared as two products (no overflow
+        # inside the guard band: each product is at most 2^30).
+        lhs_i, rhs_i = (ax - px) * ey, (ay - py) * ex
+        lhs_f = (ax - px).astype(jnp.float32) * ey.astype(jnp.float32)
+        rhs_f = (ay - py).astype(jnp.float32) * ex.astype(jnp.float32)
+        greater = jnp.where(exact, lhs_i > rhs_i, lhs_f > rhs_f)
+        equal = jnp.where(exact, lhs_i == rhs_i, lhs_f == rhs_f)
+        tie_inside = ~((ey > 0) | ((ey == 0) & (ex <= 0)))
+        covered &= greater | (equal & tie_inside)
+    return covered
+
+
+def _depth_key(depth: Float[Array, "N"]) -> Int[Array, "N"]:
+    """int32 key ordered like the float ``depth`` (smaller depth, smaller key)."""
+    bits = jax.lax.bitcast_convert_type(depth, jnp.int32)
+    return jnp.where(bits < 0, bits ^ jnp.int32(0x7FFFFFFF), bits)
+
+
+def _visible_triangle_ids(clip_pos, tris, height, width, capacity, check_capacity) -> Int[Array, "H W"]:
+    """triangle_id + 1 per pixel (0 = background) for one image."""
+    setup = _triangle_setup(clip_pos, tris, height, width)
+    triangle, local, used, total = _fragment_triangles(setup["box_w"] * setup["box_h"], capacity)
+    if check_capacity:
+        jax.debug.callback(functools.partial(_check_capacity, capacity=capacity), total)
+    box_w = jnp.maximum(setup["box_w"][triangle], 1)
+    col = setup["col0"][triangle] + local % box_w
+    row = setup["row0"][triangle] + local // box_w
+    px = SUBPIXEL * col + 8 - 8 * width
+    py = SUBPIXEL * row + 8 - 8 * height
+    covered = used & _inside(setup["sx"][triangle], setup["sy"][triangle], px, py,
+                             setup["orientation"][triangle], setup["exact"][triangle])
+    fx = (2 * col + 1).astype(jnp.float32) / width - 1.0
+    fy = (2 * row + 1).astype(jnp.float32) / height - 1.0
+    _, _, depth = _homogeneous_barycentrics(clip_pos[tris[triangle]], fx, fy)
+    covered &= (depth >= -1.0) & (depth <= 1.0)
+    pixel = jnp.where(covered, row * width + col, height * width)  # out of range: dropped
+    key = _depth_key(depth)
+    nearest = jnp.full(height * width, jnp.iinfo(jnp.int32).max, jnp.int32).at[pixel].min(key, mode="drop")
+    wins = covered & (key == nearest[jnp.minimum(pixel, height * width - 1)])
+    ids = jnp.zeros(height * width, jnp.int32).at[jnp.where(wins, pixel, height * width)].max(
+        triangle + 1, mode="drop")
+    return ids.reshape(height, width)
+
+
+def _check_capacity(total, capacity):
+    if int(total) > capacity:
+        raise RuntimeError(
+            f"rasterize: the triangles' bounding boxes need {int(total)} fragments but "
+            f"fragment_capacity is {capacity}; pass fragment_capacity >= {int(total)}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Barycentrics (differentiable in u, v)
+
+
+def _homogeneous_barycentrics(corners: Float[Array, "N 3 4"], fx, fy, eps: float = 0.0):
+    """u, v, z/w at NDC pixel centre (fx, fy) by RENDER.md 2.2 (no division by w per vertex).
+
+    With ``eps > 0`` every 1/A becomes 1/(A + copysign(eps, A)) (the backward's regularisation).
+    """
+    qx = corners[..., 0] - fx[..., None] * corners[..., 3]
+    qy = corners[..., 1] - fy[..., None] * corners[..., 3]
+    a0 = qx[..., 1] * qy[..., 2] - qy[..., 1] * qx[..., 2]
+    a1 = qx[..., 2] * qy[..., 0] - qy[..., 2] * qx[..., 0]
+    a2 = qx[..., 0] * qy[..., 1] - qy[..., 0] * qx[..., 1]
+    area = a0 + a1 + a2
+    inverse = 1.0 / (area + jnp.copysign(eps, area)) if eps else 1.0 / area
+    weights = jnp.stack([a0, a1, a2], axis=-1)
+    depth = jnp.sum(corners[..., 2] * weights, -1) / jnp.sum(corners[..., 3] * weights, -1)
+    return a0 * inverse, a1 * inverse, depth
+
+
+def _pixel_centres(width: int, height: int, dtype):
+    """NDC x and y of every pixel centre, each (H, W)."""
+    fx = (2 * jnp.arange(width, dtype=dtype) + 1) / width - 1.0
+    fy = (2 * jnp.arange(height, dtype=dtype) + 1) / height - 1.0
+    return jnp.broadcast_to(fx[None, :], (height, width)), jnp.broadcast_to(fy[:, None], (height, width))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _barycentrics(clip_pos, tris, ids, width, height) -> Float[Array, "H W 4"]:
+    """(u, v, z/w, id) per pixel, u and v clamped to [0, 1] and z/w to [-1, 1]; zeros on background."""
+    covered = ids > 0
+    corners = clip_pos[tris[jnp.maximum(ids - 1, 0)]]  # (H, W, 3, 4)
+    fx, fy = _pixel_centres(width, height, clip_pos.dtype)
+    u, v, depth = _homogeneous_barycentrics(corners, fx, fy)
+    u = jnp.nan_to_num(jnp.clip(u, 0.0, 1.0))
+    v = jnp.nan_to_num(jnp.clip(v, 0.0, 1.0))
+    depth = jnp.clip(depth, -1.0, 1.0)
+    rast = jnp.stack([u, v, depth, ids.astype(clip_pos.dtype)], axis=-1)
+    return jnp.where(covered[..., None], rast, 0.0)
+
+
+def _barycentrics_fwd(clip_pos, tris, ids, width, height):
+    return _barycentrics(clip_pos, tris, ids, width, height), (clip_pos, tris, ids)
+
+
+def _barycentrics_bwd(width, height, residuals, cotangent):
+    clip_pos, tris, ids = residuals
+    fx, fy = _pixel_centres(width, height, clip_pos.dtype)
+    covered = (ids > 0).astype(clip_pos.dtype)
+
+    def regularised_uv(pos):
+        corners = pos[tris[jnp.maximum(ids - 1, 0)]]
+        u, v, _ = _homogeneous_barycentrics(corners, fx, fy, eps=1e-6)
+        return u * covered, v * covered
+
+    _, pullback = jax.vjp(regularised_uv, clip_pos)
+    (grad_pos,) = pullback((cotangent[..., 0], cotangent[..., 1]))
+    return grad_pos, None, None
+
+
+_barycentrics.defvjp(_barycentrics_fwd, _barycentrics_bwd)
