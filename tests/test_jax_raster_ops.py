@@ -48,12 +48,14 @@ def _naive_rasterize(clip_pos: np.ndarray, tris: np.ndarray, height: int, width:
 
 
 def _random_scene(seed: int, n_tris: int = 12):
-    """Random triangles in front of the camera at distinct depths, overlapping each other."""
+    """Random triangles in front of the camera, overlapping on screen at distinct depths."""
     rng = np.random.default_rng(seed)
     n_vertices = 3 * n_tris
     w = rng.uniform(1.0, 2.0, n_vertices)
     xy = rng.uniform(-1.1, 1.1, (n_vertices, 2))
-    z = np.repeat(rng.uniform(-0.9, 0.9, n_tris), 3) + rng.uniform(-0.05, 0.05, n_vertices)
+    # Distinct, well separated depth layers (no intersecting triangles: near-equal depths are
+    # resolved differently by any two depth-test implementations, RENDER.md section 6).
+    z = np.repeat(rng.permutation(np.linspace(-0.9, 0.9, n_tris)), 3) + rng.uniform(-0.02, 0.02, n_vertices)
     clip = np.concatenate([xy * w[:, None], (z * w)[:, None], w[:, None]], axis=1).astype(np.float32)
     tris = np.arange(n_vertices, dtype=np.int32).reshape(-1, 3)
     return clip, tris

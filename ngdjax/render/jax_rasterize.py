@@ -17,8 +17,8 @@ Deviations from nvdiffrast, all outside what the project renders:
 - no near-plane clipping: triangles with a vertex at w <= 0, or with a vertex more than 2048 px
   from the image centre (beyond nvdiffrast's guard band, where it clips), are tested with float
   edge functions on unsnapped positions instead of being split into sub-triangles;
-- the depth test compares float32 z/w, not nvdiffrast's 32-bit fixed-point plane, so coplanar or
-  nearly coplanar overlaps may resolve differently.
+- the depth test compares a float32 z/w plane through the snapped corners, not nvdiffrast's
+  32-bit fixed-point one, so coplanar or nearly coplanar overlaps may resolve differently.
 """
 
 from __future__ import annotations
@@ -82,21 +82,49 @@ def _snap(ndc: Float[Array, "V"], size: int) -> Int[Array, "V"]:
 
 
 def _triangle_setup(clip_pos, tris, height, width):
-    """Per-triangle snapped corners, pixel bounding box and validity."""
+    """Per-triangle tables for the fragment tests (all (F, k) so that one row gather serves a fragment).
+
+    Returns a dict with
+      ``edges`` (F, 13) int32: for each of the 3 edges of the triangle oriented to positive area,
+        (a_x, a_y, e_x, e_y) in subpixels, then 1 if the triangle's snapped corners are all inside
+        the guard band (exact integer tests), else 0;
+      ``edges_f`` (F, 12) float32: the same edge data as floats (used outside the guard band);
+      ``depth_plane`` (F, 3) float32: z/w = c0 + c1 * X + c2 * Y over subpixel coordinates,
+        built from the snapped corners as nvdiffrast does;
+      ``box`` (F, 4) int32: first column, first row, width and height of the pixel bounding box
+        (width and height 0 for culled triangles).
+    """
     w = clip_pos[:, 3]
     safe_w = jnp.where(w > 0, w, 1.0)
-    sx = _snap(clip_pos[:, 0] / safe_w, width)[tris]  # (F, 3)
-    sy = _snap(clip_pos[:, 1] / safe_w, height)[tris]
     ndc = clip_pos[:, :3] / safe_w[:, None]
+    sx = _snap(ndc[:, 0], width)[tris]  # (F, 3)
+    sy = _snap(ndc[:, 1], height)[tris]
+    fx, fy = sx.astype(jnp.float32), sy.astype(jnp.float32)
+    area2 = (fx[:, 1] - fx[:, 0]) * (fy[:, 2] - fy[:, 0]) - (fx[:, 2] - fx[:, 0]) * (fy[:, 1] - fy[:, 0])
     in_front = jnp.all(w[tris] > 0, axis=1)
     outside_same_plane = jnp.zeros(tris.shape[0], bool)
     for axis in range(3):
         coord = ndc[:, axis][tris]
         outside_same_plane |= jnp.all(coord < -1, axis=1) | jnp.all(coord > 1, axis=1)
-    area2 = (sx[:, 1] - sx[:, 0]).astype(jnp.float32) * (sy[:, 2] - sy[:, 0]).astype(jnp.float32) - (
-        sx[:, 2] - sx[:, 0]
-    ).astype(jnp.float32) * (sy[:, 1] - sy[:, 0]).astype(jnp.float32)
     valid = in_front & ~outside_same_plane & (area2 != 0)
+    # Orient to positive area: swap corners 1 and 2 of negative triangles.
+    flip = (area2 < 0)[:, None]
+    sx = jnp.where(flip, sx[:, [0, 2, 1]], sx)
+    sy = jnp.where(flip, sy[:, [0, 2, 1]], sy)
+    ex, ey = jnp.roll(sx, -1, axis=1) - sx, jnp.roll(sy, -1, axis=1) - sy
+    guard = GUARD_BAND_PX * SUBPIXEL
+    exact = jnp.all((jnp.abs(sx) <= guard) & (jnp.abs(sy) <= guard), axis=1)
+    edges = jnp.concatenate([sx, sy, ex, ey, exact[:, None].astype(jnp.int32)], axis=1)
+    # Depth plane through the three snapped corners (Cramer's rule on subpixel coordinates).
+    z = ndc[:, 2][tris]
+    z = jnp.where(flip, z[:, [0, 2, 1]], z)
+    fx, fy = sx.astype(jnp.float32), sy.astype(jnp.float32)
+    dx1, dy1, dz1 = fx[:, 1] - fx[:, 0], fy[:, 1] - fy[:, 0], z[:, 1] - z[:, 0]
+    dx2, dy2, dz2 = fx[:, 2] - fx[:, 0], fy[:, 2] - fy[:, 0], z[:, 2] - z[:, 0]
+    det = jnp.where(valid, dx1 * dy2 - dx2 * dy1, 1.0)
+    c1 = (dz1 * dy2 - dz2 * dy1) / det
+    c2 = (dx1 * dz2 - dx2 * dz1) / det
+    depth_plane = jnp.stack([z[:, 0] - c1 * fx[:, 0] - c2 * fy[:, 0], c1, c2], axis=1)
     # Pixel c's sample sits at subpixel 16 c + 8 - 8 W (relative to the image centre).
     col0 = jnp.clip(_ceil_div(jnp.min(sx, 1) - 8 + 8 * width, SUBPIXEL), 0, width)
     col1 = jnp.clip(jnp.floor_divide(jnp.max(sx, 1) - 8 + 8 * width, SUBPIXEL), -1, width - 1)
@@ -104,10 +132,8 @@ def _triangle_setup(clip_pos, tris, height, width):
     row1 = jnp.clip(jnp.floor_divide(jnp.max(sy, 1) - 8 + 8 * height, SUBPIXEL), -1, height - 1)
     box_w = jnp.where(valid, jnp.maximum(col1 - col0 + 1, 0), 0)
     box_h = jnp.where(valid, jnp.maximum(row1 - row0 + 1, 0), 0)
-    guard = GUARD_BAND_PX * SUBPIXEL
-    exact = jnp.all((jnp.abs(sx) <= guard) & (jnp.abs(sy) <= guard), axis=1)
-    return dict(sx=sx, sy=sy, col0=col0, row0=row0, box_w=box_w, box_h=box_h, exact=exact,
-                orientation=jnp.sign(area2))
+    return dict(edges=edges, edges_f=edges[:, :12].astype(jnp.float32), depth_plane=depth_plane,
+                box=jnp.stack([col0, row0, box_w, box_h], axis=1))
 
 
 def _ceil_div(a, b):
@@ -128,25 +154,21 @@ def _fragment_triangles(sizes: Int[Array, "F"], capacity: int):
     return triangle, local, used, total
 
 
-def _inside(sx, sy, px, py, orientation, exact):
-    """Coverage of sample (px, py) (subpixel ints) by triangle (sx, sy) (..., 3) with the fill rule.
+def _inside(edges, edges_f, px, py):
+    """Coverage of samples (px, py) (N,) subpixel ints by their triangles' oriented edges.
 
-    Orient to positive area; for each edge a -> b with e = b - a, inside iff (a - s) x e >= 0,
-    where 0 counts as inside only if not (e.y > 0 or (e.y == 0 and e.x <= 0)).
+    For each edge a -> b with e = b - a: inside iff (a - s) x e >= 0, where 0 counts as inside
+    only if not (e.y > 0 or (e.y == 0 and e.x <= 0)). The cross product is compared as two
+    products (each at most 2^30 inside the guard band, so no int32 overflow).
     """
-    flip = orientation < 0
-    order = [jnp.where(flip, i_flip, i) for i, i_flip in ((0, 0), (1, 2), (2, 1))]
-    x = [jnp.take_along_axis(sx, o[:, None], axis=1)[:, 0] for o in order]
-    y = [jnp.take_along_axis(sy, o[:, None], axis=1)[:, 0] for o in order]
+    exact = edges[:, 12] > 0
     covered = jnp.ones(px.shape, bool)
     for k in range(3):
-        ax, ay, bx, by = x[k], y[k], x[(k + 1) % 3], y[(k + 1) % 3]
-        ex, ey = bx - ax, by - ay
-        # (a - s) x e = (ax - px) * ey - (ay - py) * ex, compared as two products (no overflow
-        # inside the guard band: each product is at most 2^30).
+        ax, ay, ex, ey = edges[:, k], edges[:, 3 + k], edges[:, 6 + k], edges[:, 9 + k]
+        axf, ayf, exf, eyf = edges_f[:, k], edges_f[:, 3 + k], edges_f[:, 6 + k], edges_f[:, 9 + k]
+        pxf, pyf = px.astype(jnp.float32), py.astype(jnp.float32)
         lhs_i, rhs_i = (ax - px) * ey, (ay - py) * ex
-        lhs_f = (ax - px).astype(jnp.float32) * ey.astype(jnp.float32)
-        rhs_f = (ay - py).astype(jnp.float32) * ex.astype(jnp.float32)
+        lhs_f, rhs_f = (axf - pxf) * eyf, (ayf - pyf) * exf
         greater = jnp.where(exact, lhs_i > rhs_i, lhs_f > rhs_f)
         equal = jnp.where(exact, lhs_i == rhs_i, lhs_f == rhs_f)
         tie_inside = ~((ey > 0) | ((ey == 0) & (ex <= 0)))
@@ -155,7 +177,7 @@ def _inside(sx, sy, px, py, orientation, exact):
 
 
 def _depth_key(depth: Float[Array, "N"]) -> Int[Array, "N"]:
-    """int32 key ordered like the float ``depth`` (smaller depth, smaller key)."""
+    """int32 key ordered like the float32 ``depth`` (smaller depth, smaller key)."""
     bits = jax.lax.bitcast_convert_type(depth, jnp.int32)
     return jnp.where(bits < 0, bits ^ jnp.int32(0x7FFFFFFF), bits)
 
@@ -163,19 +185,18 @@ def _depth_key(depth: Float[Array, "N"]) -> Int[Array, "N"]:
 def _visible_triangle_ids(clip_pos, tris, height, width, capacity, check_capacity) -> Int[Array, "H W"]:
     """triangle_id + 1 per pixel (0 = background) for one image."""
     setup = _triangle_setup(clip_pos, tris, height, width)
-    triangle, local, used, total = _fragment_triangles(setup["box_w"] * setup["box_h"], capacity)
+    triangle, local, used, total = _fragment_triangles(setup["box"][:, 2] * setup["box"][:, 3], capacity)
     if check_capacity:
         jax.debug.callback(functools.partial(_check_capacity, capacity=capacity), total)
-    box_w = jnp.maximum(setup["box_w"][triangle], 1)
-    col = setup["col0"][triangle] + local % box_w
-    row = setup["row0"][triangle] + local // box_w
+    col0, row0, box_w, _ = (setup["box"][triangle, k] for k in range(4))
+    box_w = jnp.maximum(box_w, 1)
+    col = col0 + local % box_w
+    row = row0 + local // box_w
     px = SUBPIXEL * col + 8 - 8 * width
     py = SUBPIXEL * row + 8 - 8 * height
-    covered = used & _inside(setup["sx"][triangle], setup["sy"][triangle], px, py,
-                             setup["orientation"][triangle], setup["exact"][triangle])
-    fx = (2 * col + 1).astype(jnp.float32) / width - 1.0
-    fy = (2 * row + 1).astype(jnp.float32) / height - 1.0
-    _, _, depth = _homogeneous_barycentrics(clip_pos[tris[triangle]], fx, fy)
+    covered = used & _inside(setup["edges"][triangle], setup["edges_f"][triangle], px, py)
+    plane = setup["depth_plane"][triangle]
+    depth = plane[:, 0] + plane[:, 1] * px.astype(jnp.float32) + plane[:, 2] * py.astype(jnp.float32)
     covered &= (depth >= -1.0) & (depth <= 1.0)
     pixel = jnp.where(covered, row * width + col, height * width)  # out of range: dropped
     key = _depth_key(depth)

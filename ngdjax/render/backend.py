@@ -1,0 +1,75 @@
+"""One rendering API, several backends.
+
+``get_renderer(name)`` returns a :class:`Renderer` whose four ops share nvdiffrast's semantics
+and our signatures (see ``ngdjax/render/README.md``):
+
+- ``rasterize(clip_pos, tris, resolution) -> rast``
+- ``interpolate(attr, rast, tris) -> image``
+- ``antialias(color, rast, clip_pos, tris, topology) -> image`` (``topology`` from
+  :func:`ngdjax.render.topology.antialias_topology`; nvdiffrast builds its own and ignores it)
+- ``texture(tex, uv) -> image``
+
+Backends: ``jax`` (pure JAX, CPU or GPU, inside ``jax.jit``), ``nvdiffrast-jit`` (nvdiffrast's
+CUDA ops inside ``jax.jit`` through wrap_torch2jax), ``nvdiffrast-eager`` (nvdiffrast through a
+DLPack ``custom_vjp``; ``jax.grad`` works but not ``jax.jit``). ``auto`` picks ``nvdiffrast-jit``
+when CUDA and the packages are present, else ``jax``, and logs the choice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, NamedTuple
+
+log = logging.getLogger("ngdjax")
+
+BACKENDS = ("auto", "jax", "nvdiffrast-jit", "nvdiffrast-eager")
+
+
+class Renderer(NamedTuple):
+    """The four rendering ops of one backend."""
+
+    name: str
+    rasterize: Callable
+    interpolate: Callable
+    antialias: Callable
+    texture: Callable
+
+
+def get_renderer(name: str = "auto") -> Renderer:
+    """The renderer for backend ``name`` (one of :data:`BACKENDS`).
+
+    Raises:
+        ValueError: unknown name, or an nvdiffrast backend asked for where it cannot run.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"render backend {name!r} is not one of {BACKENDS}")
+    if name == "auto":
+        from ngdjax.render.nvdiffrast_ops import nvdiffrast_available
+
+        name = "nvdiffrast-jit" if nvdiffrast_available() else "jax"
+        log.info("render backend: %s (auto)", name)
+    if name == "jax":
+        return _jax_renderer()
+    return _nvdiffrast_renderer(jit=name == "nvdiffrast-jit")
+
+
+def _jax_renderer() -> Renderer:
+    from ngdjax.render.jax_antialias import antialias
+    from ngdjax.render.jax_interpolate import interpolate
+    from ngdjax.render.jax_rasterize import rasterize
+    from ngdjax.render.jax_texture import texture
+
+    return Renderer("jax", rasterize, interpolate, antialias, texture)
+
+
+def _nvdiffrast_renderer(jit: bool) -> Renderer:
+    from ngdjax.render import bridge
+
+    ops = bridge.nvdiffrast_ops(jit=jit)
+    return Renderer(
+        "nvdiffrast-jit" if jit else "nvdiffrast-eager",
+        ops.rasterize,
+        ops.interpolate,
+        lambda color, rast, clip_pos, tris, topology=None: ops.antialias(color, rast, clip_pos, tris),
+        ops.texture,
+    )
