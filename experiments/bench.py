@@ -8,8 +8,11 @@ import json
 import os
 import sys
 
-SUITES = ("poisson",)
-COLUMNS = {"poisson": ["impl", "device", "vertices", "ms", "reps", "roundtrip_error", "build_s"]}
+SUITES = ("poisson", "render")
+COLUMNS = {
+    "poisson": ["impl", "device", "vertices", "ms", "reps", "roundtrip_error", "build_s"],
+    "render": ["impl", "device", "faces", "resolution", "ms", "reps", "coverage"],
+}
 
 
 def main(argv=None) -> int:
@@ -17,13 +20,15 @@ def main(argv=None) -> int:
     parser.add_argument("suite", choices=SUITES)
     parser.add_argument("--json", metavar="FILE", help="write the rows to FILE")
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")],
-                        help="comma-separated sizes (vertices for poisson) instead of the suite's default")
+                        help="poisson only: comma-separated vertex counts instead of the default")
     args = parser.parse_args(argv)
 
-    from benchmarks import poisson
+    import importlib
+
     from benchmarks.timing import print_table
 
-    rows = poisson.run(**({"sizes": args.sizes} if args.sizes else {}))
+    suite = importlib.import_module(f"benchmarks.{args.suite}")
+    rows = suite.run(**({"sizes": args.sizes} if args.sizes else {}))
     print_table(rows, COLUMNS[args.suite])
     if args.json:
         tmp = args.json + ".tmp"

@@ -65,7 +65,7 @@ def _jax_renderer() -> Renderer:
 def _nvdiffrast_renderer(jit: bool) -> Renderer:
     from ngdjax.render import bridge
 
-    ops = bridge.nvdiffrast_ops(jit=jit)
+    ops = bridge.ops_for("jit" if jit else "eager")
     return Renderer(
         "nvdiffrast-jit" if jit else "nvdiffrast-eager",
         ops.rasterize,

@@ -1,0 +1,249 @@
+"""nvdiffrast loading (with the torch>=2.9 loader fix) and its four ops as plain torch functions.
+
+nvdiffrast is a dependency, never vendored (NVIDIA Source Code License, non-commercial): install
+the GPU extra, ``pip install 'ngdjax[gpu]'``, which brings the PyPI package ``diffrp-nvdiffrast``
+(upstream nvdiffrast 0.3.3 as sources that torch JIT-compiles at first use; needs nvcc + ninja).
+
+- :func:`load_nvdiffrast` applies the loader fix once and imports ``nvdiffrast.torch``.
+- :func:`nvdiffrast_available` says whether the ops can run here (CUDA and the package); never
+  raises.
+- :func:`cuda_context` gives one ``RasterizeCudaContext`` per CUDA device for the whole run.
+- :func:`topology_hash` builds antialias's topology hash once per triangle tensor (cached by a key
+  the caller chooses, see the function).
+- ``torch_rasterize`` / ``torch_interpolate`` / ``torch_antialias`` / ``torch_texture``: the ops
+  on torch tensors, in the project's conventions (../shared/RENDER.md; README.md here). They never
+  write into their inputs, so inputs may alias JAX buffers (DLPack).
+
+The loader fix: with torch>=2.9 (pybind11 3) an extension module imported by
+``torch.utils.cpp_extension._import_module_from_library`` is no longer put in ``sys.modules``, and
+nvdiffrast's ``importlib.import_module(plugin_name)`` right after it fails with
+``ModuleNotFoundError: nvdiffrast_plugin_...``. We wrap that function so that, when
+``is_python_module``, the module it returns is also stored in ``sys.modules[name]``.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import sys
+import threading
+from collections.abc import Hashable
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.utils.cpp_extension
+
+INSTALL_HINT = (
+    "install the GPU extra: pip install 'ngdjax[gpu]' (it brings the package diffrp-nvdiffrast, "
+    "nvdiffrast 0.3.3; its CUDA sources are compiled at first use, which needs nvcc and ninja)"
+)
+_LOADER_FIX_MARK = "_ngdjax_registers_module_in_sys_modules"
+_TOPOLOGY_CACHE_SIZE = 8
+
+_lock = threading.RLock()
+_contexts: dict[int, Any] = {}
+_topology_hashes: collections.OrderedDict[Hashable, tuple[Any, Any]] = collections.OrderedDict()
+
+
+class NvdiffrastUnavailableError(RuntimeError):
+    """nvdiffrast cannot run here: the package is missing or there is no CUDA device."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def apply_loader_fix() -> None:
+    """Make ``torch.utils.cpp_extension`` register imported extension modules in ``sys.modules``.
+
+    Idempotent: applying it twice wraps the original function once.
+    """
+    cpp_extension = torch.utils.cpp_extension
+    with _lock:
+        current = cpp_extension._import_module_from_library
+        if getattr(current, _LOADER_FIX_MARK, False):
+            return
+
+        @functools.wraps(current)
+        def import_and_register(module_name, path, is_python_module):
+            module = current(module_name, path, is_python_module)
+            if is_python_module:
+                sys.modules[module_name] = module
+            return module
+
+        setattr(import_and_register, _LOADER_FIX_MARK, True)
+        cpp_extension._import_module_from_library = import_and_register
+
+
+def load_nvdiffrast() -> ModuleType:
+    """Apply the loader fix and return the ``nvdiffrast.torch`` module.
+
+    Importing works without CUDA; running an op does not (see :func:`require_nvdiffrast`).
+
+    Raises:
+        NvdiffrastUnavailableError: the package is not installed (names the pip extra).
+    """
+    apply_loader_fix()
+    try:
+        import nvdiffrast.torch as dr
+    except ImportError as error:
+        raise NvdiffrastUnavailableError(f"nvdiffrast is not installed; {INSTALL_HINT}") from error
+    return dr
+
+
+def nvdiffrast_available() -> bool:
+    """True when nvdiffrast's ops can run here: torch sees a CUDA device and the package imports.
+
+    Never raises (a CPU-only torch, a missing package or a broken install all give False).
+    """
+    try:
+        if not torch.cuda.is_available():
+            return False
+        load_nvdiffrast()
+    except Exception:  # noqa: BLE001 - availability probe: any failure means "not available"
+        return False
+    return True
+
+
+def require_nvdiffrast() -> ModuleType:
+    """``nvdiffrast.torch``, or a clear error when it cannot run here (no package or no CUDA)."""
+    dr = load_nvdiffrast()
+    if not torch.cuda.is_available():
+        raise NvdiffrastUnavailableError(
+            "nvdiffrast needs a CUDA GPU, and torch.cuda.is_available() is False here "
+            f"(torch {torch.__version__}); use the pure-JAX render backend on this machine"
+        )
+    return dr
+
+
+def build_plugin() -> None:
+    """Compile (first time, ~20 s) or load nvdiffrast's CUDA plugin now rather than inside an op.
+
+    Uses the public ``get_log_level``, which loads the plugin as a side effect.
+    """
+    require_nvdiffrast().get_log_level()
+
+
+# ----------------------------------------------------------------------------------------------
+# Cached state: one rasterizer context per device, one topology hash per triangle tensor
+
+
+def _device_index(device: torch.device | int | None) -> int:
+    if device is None:
+        return torch.cuda.current_device()
+    if isinstance(device, int):
+        return device
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise NvdiffrastUnavailableError(f"nvdiffrast runs on CUDA tensors only, got device {device}")
+    return torch.cuda.current_device() if device.index is None else device.index
+
+
+def cuda_context(device: torch.device | int | None = None):
+    """The run's one ``RasterizeCudaContext`` for ``device`` (default: the current CUDA device).
+
+    Created at first use and kept for the whole process; never one per call.
+    """
+    index = _device_index(device)
+    with _lock:
+        if index not in _contexts:
+            _contexts[index] = require_nvdiffrast().RasterizeCudaContext(device=index)
+        return _contexts[index]
+
+
+def topology_hash(tris: torch.Tensor, key: Hashable | None):
+    """nvdiffrast's antialias topology hash of ``tris`` (F, 3) int32 CUDA, built once per ``key``.
+
+    Args:
+        tris: the triangle tensor the hash is built from.
+        key: identifies ``tris``'s contents for the cache; the caller guarantees that equal keys
+            mean equal contents. The entry keeps ``tris`` alive, so a key made from the address
+            of an immutable buffer that ``tris`` views (a JAX array through DLPack) stays valid
+            while cached. ``None`` builds a fresh hash and caches nothing (nvdiffrast's own
+            per-call behaviour).
+
+    The cache keeps the :data:`_TOPOLOGY_CACHE_SIZE` most recently used hashes.
+    """
+    dr = require_nvdiffrast()
+    if key is None:
+        return dr.antialias_construct_topology_hash(tris)
+    with _lock:
+        if key in _topology_hashes:
+            _topology_hashes.move_to_end(key)
+            return _topology_hashes[key][0]
+        built = dr.antialias_construct_topology_hash(tris)
+        _topology_hashes[key] = (built, tris)  # tris kept alive: its address stays unique
+        while len(_topology_hashes) > _TOPOLOGY_CACHE_SIZE:
+            _topology_hashes.popitem(last=False)
+        return built
+
+
+# ----------------------------------------------------------------------------------------------
+# The ops on torch tensors (CUDA, contiguous; float32 and int32 as stated)
+
+
+def torch_rasterize(clip_pos: torch.Tensor, tris: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
+    """Instanced-mode rasterization, ``grad_db=False``.
+
+    Args:
+        clip_pos: (B, V, 4) float32 clip-space positions.
+        tris: (F, 3) int32 vertex indices.
+        resolution: (H, W) Python ints.
+
+    Returns:
+        rast: (B, H, W, 4) float32 = (u, v, z/w, triangle_id + 1); background all zeros.
+        Differentiable with respect to ``clip_pos`` through u, v only.
+    """
+    dr = require_nvdiffrast()
+    height, width = (int(size) for size in resolution)
+    rast, _ = dr.rasterize(cuda_context(clip_pos.device), clip_pos, tris, (height, width), grad_db=False)
+    return rast
+
+
+def torch_interpolate(attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
+    """Barycentric interpolation of vertex attributes, without image-space derivatives.
+
+    Args:
+        attr: (V, C) or (B, V, C) float32 (B may be 1 to broadcast).
+        rast: (B, H, W, 4) float32 from :func:`torch_rasterize`.
+        tris: (F, 3) int32.
+
+    Returns:
+        (B, H, W, C) float32; zeros at background pixels. Differentiable with respect to ``attr``
+        and to ``rast``'s u, v channels.
+    """
+    out, _ = require_nvdiffrast().interpolate(attr, rast, tris)
+    return out
+
+
+def torch_antialias(
+    color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, tris: torch.Tensor, topology
+) -> torch.Tensor:
+    """Analytic antialiasing of silhouette edges (RENDER.md section 5).
+
+    Args:
+        color: (B, H, W, C) float32.
+        rast: (B, H, W, 4) float32 from :func:`torch_rasterize`; no gradient flows to it.
+        clip_pos: (B, V, 4) float32, the positions ``rast`` was made from.
+        tris: (F, 3) int32.
+        topology: from :func:`topology_hash` for these ``tris``, or None to build one now.
+
+    Returns:
+        (B, H, W, C) float32. Differentiable with respect to ``color`` and ``clip_pos``.
+    """
+    return require_nvdiffrast().antialias(color, rast, clip_pos, tris, topology_hash=topology)
+
+
+def torch_texture(tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear texture lookup, wrap boundary, no mipmaps.
+
+    Args:
+        tex: (B, h, w, C) float32 (B may be 1 to broadcast); uv (0, 0) is the outer corner of
+            texel ``tex[:, 0, 0]``.
+        uv: (B, H, W, 2) float32.
+
+    Returns:
+        (B, H, W, C) float32. Differentiable with respect to ``tex`` and ``uv``.
+    """
+    return require_nvdiffrast().texture(tex, uv, filter_mode="linear", boundary_mode="wrap")
