@@ -7,16 +7,28 @@ respect to the edge's endpoints is the visibility gradient. The backward pass is
 ``jax.custom_vjp`` that follows RENDER.md 5.4 (including its 1e-3 px guard and the rule that a
 clamped pair, ``|alpha| = 0.5``, gives no position gradient), not autodiff of the forward.
 
-Layout: the N = H (W-1) + (H-1) W pixel pairs of an image are analysed together as one flat
-list, horizontal pairs first (row-major over (H, W-1)), then vertical pairs (row-major over
-(H-1, W)). Colours are read and written back through static slices, so the blend is a
-deterministic sum; only the vertex gradient is a scatter-add.
+Layout: the pixel pairs of an image are analysed as two dense grids, the horizontal pairs
+(H, W-1) (p0 = (c, r), p1 = (c + 1, r)) and the vertical pairs (H-1, W) (p1 = (c, r + 1)).
+Both are read from and written back to the image through static slices and pads, so the blend
+is a deterministic sum. Per pair only translation-dependent work is done: everything that does
+not depend on the pixel (the projection of a triangle's corners to pixel units and its
+silhouette-edge flags) is computed once per triangle into a small table, of which each pair
+gathers its front triangle's row. Vertical pairs use the table's y columns as their pair axis,
+so the x <-> y swap of RENDER.md 5.3 step 5 costs nothing.
 
-Differences from nvdiffrast, all at the last-ulp level: contributions are summed in a fixed
-order (nvdiffrast uses atomics), and an edge with no opposite vertex passes the silhouette test
-by construction rather than through the bit-equal ``A_k == B`` comparison. Triangle IDs are read
-as ``int(rast[..., 3]) - 1``, exact for F < 2^24. ``pos_gradient_boost`` is not implemented
-(scale the position gradient outside if needed).
+Differences from nvdiffrast, all at the last-ulp level:
+- contributions are summed in a fixed order (nvdiffrast uses atomics); the position gradient
+  is summed per vertex in pixel units and chained to clip space once per vertex (nvdiffrast
+  chains every contribution before its atomic add);
+- the silhouette test (RENDER.md 5.3 step 4) is evaluated once per triangle, on the corners and
+  opposite vertices in absolute pixel units ``px (1/pw) hx``, rather than per pair on
+  coordinates relative to the front pixel's centre. The sign of a doubled area does not change
+  when all six points are translated, so the two agree except for float-rounding ties (an area
+  within a few ulps of zero);
+- an edge with no opposite vertex passes the silhouette test by construction rather than
+  through the bit-equal ``A_k == B`` comparison.
+Triangle IDs are read as ``int(rast[..., 3]) - 1``, exact for F < 2^24. ``pos_gradient_boost``
+is not implemented (scale the position gradient outside if needed).
 """
 
 from __future__ import annotations
@@ -32,37 +44,33 @@ _WINDOW_LOW = -1.0 / 16.0  # accepted crossings: _WINDOW_LOW < delta < _WINDOW_H
 _WINDOW_HIGH = 1.0 + 1.0 / 16.0
 _GRADIENT_GUARD = 1e-3  # pixels, added to the edge's extent across the pair axis (RENDER.md 5.4)
 
-
-class _PairLayout(NamedTuple):
-    """Static (numpy) description of the N pixel pairs of an H x W image.
-
-    Fields, each (N,): ``column``, ``row`` (float64) of p0; ``vertical`` (bool), the pair is
-    p0 = (c, r), p1 = (c, r + 1), else p1 = (c + 1, r).
-    """
-
-    column: np.ndarray
-    row: np.ndarray
-    vertical: np.ndarray
+# Columns of the per-triangle table (_triangle_table): corner x (3), corner y (3), and the
+# silhouette flag of each edge (3) as 0.0 / 1.0.
+_CORNER_X = slice(0, 3)
+_CORNER_Y = slice(3, 6)
+_SILHOUETTE = slice(6, 9)
 
 
 class _Pairs(NamedTuple):
-    """Forward analysis of the N pairs of one image (see the module docstring for the order).
+    """Forward analysis of the pairs of one direction of one image, each field (P, Q): (H, W-1)
+    for horizontal pairs, (H-1, W) for vertical ones.
 
-    Fields, each (N,):
+    Fields:
         alpha: float (clip_pos dtype), the blend weight ``s (0.5 - clamp(delta, 0, 1))``;
             exactly +0.0 where the pair is not accepted.
-        vertex_a, vertex_b: int32, vertex indices of the endpoints a, b of the exit edge k*.
+        triangle: int32, the front triangle (0 where the pair is not a candidate).
+        exit_edge: int32, its exit edge k*; the edge's endpoints are corners k*+1 and k*+2.
         xa, ya, xb, yb: float (clip_pos dtype), those endpoints in pixel units relative to the
-            front pixel's centre, in the pair's frame (x and y swapped for vertical pairs).
+            front pixel's centre, in the pair's frame (x along the pair axis).
     """
 
-    alpha: Float[Array, " N"]
-    vertex_a: Int[Array, " N"]
-    vertex_b: Int[Array, " N"]
-    xa: Float[Array, " N"]
-    ya: Float[Array, " N"]
-    xb: Float[Array, " N"]
-    yb: Float[Array, " N"]
+    alpha: Float[Array, "P Q"]
+    triangle: Int[Array, "P Q"]
+    exit_edge: Int[Array, "P Q"]
+    xa: Float[Array, "P Q"]
+    ya: Float[Array, "P Q"]
+    xb: Float[Array, "P Q"]
+    yb: Float[Array, "P Q"]
 
 
 def antialias(
@@ -111,14 +119,14 @@ def _antialias(color, rast, clip_pos, tris, topology):
 
 
 def _antialias_fwd(color, rast, clip_pos, tris, topology):
-    pairs = jax.vmap(_analyse_pairs, in_axes=(0, 0, None, None))(rast, clip_pos, tris, topology)
-    out = jax.vmap(_blend)(color, pairs.alpha)
-    return out, (color, clip_pos, pairs)
+    pairs = jax.vmap(_analyse_image, in_axes=(0, 0, None, None))(rast, clip_pos, tris, topology)
+    out = jax.vmap(_blend)(color, *pairs)
+    return out, (color, clip_pos, tris, pairs)
 
 
 def _antialias_bwd(residuals, grad_out):
-    color, clip_pos, pairs = residuals
-    grad_color, grad_pos = jax.vmap(_gradients)(grad_out, color, clip_pos, pairs)
+    color, clip_pos, tris, pairs = residuals
+    grad_color, grad_pos = jax.vmap(_gradients, in_axes=(0, 0, 0, None, 0))(grad_out, color, clip_pos, tris, pairs)
     return grad_color, None, grad_pos, None, None
 
 
@@ -129,121 +137,83 @@ _antialias_compiled = jax.jit(_antialias)
 
 
 # ---------------------------------------------------------------------------------------------
-# Pixel pairs: layout, reading pixels at pairs, adding per-pair values back.
+# Pixel pairs as two grids: reading pixels at pairs, adding per-pair values back.
 
 
-def _pair_layout(height: int, width: int) -> _PairLayout:
-    """Static layout of the H (W-1) horizontal then (H-1) W vertical pairs."""
-    rows_h, columns_h = np.meshgrid(np.arange(height), np.arange(width - 1), indexing="ij")
-    rows_v, columns_v = np.meshgrid(np.arange(height - 1), np.arange(width), indexing="ij")
-    n_horizontal = height * (width - 1)
-    return _PairLayout(
-        column=np.concatenate([columns_h.ravel(), columns_v.ravel()]).astype(np.float64),
-        row=np.concatenate([rows_h.ravel(), rows_v.ravel()]).astype(np.float64),
-        vertical=np.arange(n_horizontal + (height - 1) * width) >= n_horizontal,
-    )
+def _horizontal_pairs(image: Array) -> tuple[Array, Array]:
+    """Values of an (H, W, ...) image at p0 and at p1 of the horizontal pairs, each (H, W-1, ...)."""
+    return image[:, :-1], image[:, 1:]
 
 
-def _at_pairs(image: Float[Array, "H W K"]) -> tuple[Float[Array, "N K"], Float[Array, "N K"]]:
-    """Values of an (H, W, K) image at p0 and at p1 of every pair, each (N, K)."""
-    depth = image.shape[2]
-    at_p0 = jnp.concatenate([image[:, :-1].reshape(-1, depth), image[:-1, :].reshape(-1, depth)])
-    at_p1 = jnp.concatenate([image[:, 1:].reshape(-1, depth), image[1:, :].reshape(-1, depth)])
-    return at_p0, at_p1
+def _vertical_pairs(image: Array) -> tuple[Array, Array]:
+    """Values of an (H, W, ...) image at p0 and at p1 of the vertical pairs, each (H-1, W, ...)."""
+    return image[:-1], image[1:]
 
 
 def _add_at_pairs(
-    image: Float[Array, "H W K"], to_p0: Float[Array, "N K"], to_p1: Float[Array, "N K"]
-) -> Float[Array, "H W K"]:
-    """``image`` (H, W, K) plus the per-pair (N, K) values added at p0 and at p1."""
-    height, width, depth = image.shape
-    n_horizontal = height * (width - 1)
-    horizontal = lambda values: values[:n_horizontal].reshape(height, width - 1, depth)  # noqa: E731
-    vertical = lambda values: values[n_horizontal:].reshape(height - 1, width, depth)  # noqa: E731
-    image = image.at[:, :-1].add(horizontal(to_p0)).at[:, 1:].add(horizontal(to_p1))
-    return image.at[:-1, :].add(vertical(to_p0)).at[1:, :].add(vertical(to_p1))
+    image: Float[Array, "H W C"],
+    horizontal: tuple[Float[Array, "H W-1 C"], Float[Array, "H W-1 C"]],
+    vertical: tuple[Float[Array, "H-1 W C"], Float[Array, "H-1 W C"]],
+) -> Float[Array, "H W C"]:
+    """``image`` plus per-pair values (to p0, to p1) of each direction, added in the order
+    horizontal p0, horizontal p1, vertical p0, vertical p1 (pads, so XLA fuses it into one loop)."""
+    (h_p0, h_p1), (v_p0, v_p1) = horizontal, vertical
+    image = image + jnp.pad(h_p0, ((0, 0), (0, 1), (0, 0)))
+    image = image + jnp.pad(h_p1, ((0, 0), (1, 0), (0, 0)))
+    image = image + jnp.pad(v_p0, ((0, 1), (0, 0), (0, 0)))
+    return image + jnp.pad(v_p1, ((1, 0), (0, 0), (0, 0)))
 
 
 # ---------------------------------------------------------------------------------------------
 # Forward (RENDER.md 5.2-5.3), one image.
 
 
-def _analyse_pairs(
+def _analyse_image(
     rast: Float[Array, "H W 4"], clip_pos: Float[Array, "V 4"], tris: Int[Array, "F 3"], topology: Int[Array, "F 3"]
-) -> _Pairs:
-    """Which pairs are accepted, their alpha and their exit edge, for one image (5.3 steps 1-8)."""
+) -> tuple[_Pairs, _Pairs]:
+    """(horizontal, vertical) pair analyses of one image (5.3 steps 1-8)."""
     height, width = rast.shape[:2]
-    candidate, front_in_p0, triangle = _front_triangle(*_at_pairs(rast))
-    side = jnp.where(front_in_p0, 1.0, -1.0).astype(clip_pos.dtype)  # s
-    corner_ids = tris[triangle]  # (N, 3)
-    opposite_ids = topology[triangle]
-    has_opposite = opposite_ids >= 0
-    opposite_ids = jnp.where(has_opposite, opposite_ids, corner_ids)
-    points = clip_pos[jnp.concatenate([corner_ids, opposite_ids], axis=1)]  # (N, 6, 4)
-    x, y = _project(points, *_front_pixel_offsets(front_in_p0, height, width, clip_pos.dtype), width / 2, height / 2)
-    silhouette = _silhouette_edges(x, y, has_opposite)
-
-    # Axis normalisation (step 5): the pair axis becomes x for vertical pairs too.
-    vertical = _pair_layout(height, width).vertical[:, None]
-    corners_x = jnp.where(vertical, y[:, :3], x[:, :3])
-    corners_y = jnp.where(vertical, x[:, :3], y[:, :3])
-    edges = _edge_endpoints(corners_x, corners_y)
-    exit_edge = _exit_edge(*edges, side)
-    xa, ya, xb, yb = (_pick(values, exit_edge) for values in edges)
-
-    steep = jnp.abs(yb - ya) >= jnp.abs(xb - xa)  # within 45 degrees of perpendicular to the axis
-    delta = side * ((xa * yb - xb * ya) / (yb - ya))
-    in_window = (delta > _WINDOW_LOW) & (delta < _WINDOW_HIGH)
-    accepted = candidate & _pick(silhouette, exit_edge) & steep & in_window
-    alpha = jnp.where(accepted, side * (0.5 - jnp.clip(delta, 0.0, 1.0)), 0.0)
-    vertex_a = _pick(jnp.roll(corner_ids, -1, axis=1), exit_edge)
-    vertex_b = _pick(jnp.roll(corner_ids, -2, axis=1), exit_edge)
-    return _Pairs(alpha, vertex_a, vertex_b, xa, ya, xb, yb)
+    dtype = clip_pos.dtype
+    table = _triangle_table(clip_pos, tris, topology, width / 2, height / 2)
+    # Pixel-centre offsets (c + 0.5 - hx) and (r + 0.5 - hy) are formed from the front pixel's
+    # column and row, as nvdiffrast does: (qc + 0.5) - hx.
+    columns = jnp.arange(width, dtype=dtype)[None, :]
+    rows = jnp.arange(height, dtype=dtype)[:, None]
+    horizontal = _analyse_pairs(
+        *_horizontal_pairs(rast[..., 2:]), table, along=columns[:, :-1], across=rows,
+        half_along=width / 2, half_across=height / 2, vertical=False,
+    )  # fmt: skip
+    vertical = _analyse_pairs(
+        *_vertical_pairs(rast[..., 2:]), table, along=rows[:-1], across=columns,
+        half_along=height / 2, half_across=width / 2, vertical=True,
+    )  # fmt: skip
+    return horizontal, vertical
 
 
-def _front_triangle(
-    rast_p0: Float[Array, "N 4"], rast_p1: Float[Array, "N 4"]
-) -> tuple[Bool[Array, " N"], Bool[Array, " N"], Int[Array, " N"]]:
-    """Candidate pairs and their front triangle (RENDER.md 5.2, 5.3 step 1).
+def _triangle_table(
+    clip_pos: Float[Array, "V 4"], tris: Int[Array, "F 3"], topology: Int[Array, "F 3"], half_w: float, half_h: float
+) -> Float[Array, "F 9"]:
+    """Per-triangle, translation-invariant part of 5.3 steps 2-4, as one (F, 9) table.
 
-    Returns, each (N,):
-        candidate: bool, the two ID floats differ.
-        front_in_p0: bool, the front triangle is p0's (s = +1), else p1's (s = -1). With both
-            pixels covered the smaller z/w wins, and p1 on equal z/w.
-        triangle: int32, the front triangle's index (0 where the pair is not a candidate).
+    Columns: the corners' absolute pixel coordinates ``px (1/pw) hx`` (3) and ``py (1/pw) hy``
+    (3), then edge k's silhouette flag (3, 1.0 or 0.0), from the same absolute coordinates.
     """
-    tri0 = rast_p0[:, 3].astype(jnp.int32) - 1
-    tri1 = rast_p1[:, 3].astype(jnp.int32) - 1
-    candidate = rast_p0[:, 3] != rast_p1[:, 3]
-    front_in_p0 = (tri1 < 0) | ((tri0 >= 0) & (rast_p0[:, 2] < rast_p1[:, 2]))
-    triangle = jnp.maximum(jnp.where(front_in_p0, tri0, tri1), 0)
-    return candidate, front_in_p0, triangle
-
-
-def _front_pixel_offsets(
-    front_in_p0: Bool[Array, " N"], height: int, width: int, dtype
-) -> tuple[Float[Array, "N 1"], Float[Array, "N 1"]]:
-    """Offsets ``(qc + 0.5 - hx, qr + 0.5 - hy)`` of the front pixel q of every pair (5.3 step 3)."""
-    layout = _pair_layout(height, width)
-    step_to_p1 = (~front_in_p0).astype(dtype)
-    front_column = layout.column.astype(dtype) + jnp.where(layout.vertical, 0.0, step_to_p1)
-    front_row = layout.row.astype(dtype) + jnp.where(layout.vertical, step_to_p1, 0.0)
-    return (front_column + 0.5 - width / 2)[:, None], (front_row + 0.5 - height / 2)[:, None]
+    has_opposite = topology >= 0
+    corners_x, corners_y = _project(clip_pos[tris], half_w, half_h)  # (F, 3) each
+    opposite_x, opposite_y = _project(clip_pos[jnp.where(has_opposite, topology, tris)], half_w, half_h)
+    silhouette = _silhouette_edges(corners_x, corners_y, opposite_x, opposite_y, has_opposite)
+    return jnp.concatenate([corners_x, corners_y, silhouette.astype(clip_pos.dtype)], axis=1)
 
 
 def _project(
-    points: Float[Array, "N P 4"],
-    offset_x: Float[Array, "N 1"],
-    offset_y: Float[Array, "N 1"],
-    half_w: float,
-    half_h: float,
-) -> tuple[Float[Array, "N P"], Float[Array, "N P"]]:
-    """Clip positions (N, P, 4) to pixel units relative to the front pixel's centre (5.3 step 3).
+    points: Float[Array, "F 3 4"], half_w: float, half_h: float
+) -> tuple[Float[Array, "F 3"], Float[Array, "F 3"]]:
+    """Clip positions to absolute pixel units ``px (1 / pw) hx``, ``py (1 / pw) hy`` (5.3 step 3).
 
-    ``x = px (1 / pw) hx - offset_x``: reciprocal then multiply, as nvdiffrast; no check on w.
+    Reciprocal then multiply, as nvdiffrast; no check on w.
     """
     inverse_w = 1.0 / points[..., 3]
-    return points[..., 0] * inverse_w * half_w - offset_x, points[..., 1] * inverse_w * half_h - offset_y
+    return points[..., 0] * inverse_w * half_w, points[..., 1] * inverse_w * half_h
 
 
 def _doubled_area(x0, y0, x1, y1, x2, y2):
@@ -252,44 +222,106 @@ def _doubled_area(x0, y0, x1, y1, x2, y2):
 
 
 def _silhouette_edges(
-    x: Float[Array, "N 6"], y: Float[Array, "N 6"], has_opposite: Bool[Array, "N 3"]
-) -> Bool[Array, "N 3"]:
-    """(N, 3) bool: edge k is a silhouette edge (5.3 step 4), in the unswapped image frame.
+    corner_x: Float[Array, "F 3"],
+    corner_y: Float[Array, "F 3"],
+    opposite_x: Float[Array, "F 3"],
+    opposite_y: Float[Array, "F 3"],
+    has_opposite: Bool[Array, "F 3"],
+) -> Bool[Array, "F 3"]:
+    """(F, 3) bool: edge k is a silhouette edge (5.3 step 4), in the image frame.
 
-    ``x, y`` hold the three corners then the three opposite vertices. Edge k passes iff the
-    triangle with corner k replaced by its opposite vertex (order kept) has the same IEEE sign
-    bit of doubled area as the triangle itself, or there is no opposite vertex.
+    Edge k passes iff the triangle with corner k replaced by its opposite vertex (order kept)
+    has the same IEEE sign bit of doubled area as the triangle itself, or there is no opposite
+    vertex.
     """
-    corner_x, corner_y, opposite_x, opposite_y = x[:, :3], y[:, :3], x[:, 3:], y[:, 3:]
     area = _doubled_area(*(c[:, j] for j in range(3) for c in (corner_x, corner_y)))
     replaced = np.eye(3, dtype=bool)[None]  # [., k, j]: corner j is the opposite vertex in variant k
-    variant_x = jnp.where(replaced, opposite_x[:, :, None], corner_x[:, None, :])  # (N, k, j)
+    variant_x = jnp.where(replaced, opposite_x[:, :, None], corner_x[:, None, :])  # (F, k, j)
     variant_y = jnp.where(replaced, opposite_y[:, :, None], corner_y[:, None, :])
     variant_area = _doubled_area(*(c[:, :, j] for j in range(3) for c in (variant_x, variant_y)))
     same_side = jnp.signbit(variant_area) == jnp.signbit(area)[:, None]
     return ~has_opposite | same_side
 
 
+def _analyse_pairs(
+    rast_p0: Float[Array, "P Q 2"],
+    rast_p1: Float[Array, "P Q 2"],
+    table: Float[Array, "F 9"],
+    along: Float[Array, "P|1 Q|1"],
+    across: Float[Array, "P|1 Q|1"],
+    half_along: float,
+    half_across: float,
+    vertical: bool,
+) -> _Pairs:
+    """Which pairs of one direction are accepted, their alpha and their exit edge (5.3 steps 1-8).
+
+    ``rast_p0``, ``rast_p1``: (z/w, id) at p0 and p1 of every pair. ``along``, ``across``: the
+    pixel index of p0 along the pair axis and across it, broadcasting to (P, Q). The pair frame's
+    x is the image's y for vertical pairs (step 5), so the table's columns are read swapped.
+    """
+    candidate, front_in_p0, triangle = _front_triangle(rast_p0, rast_p1)
+    side = jnp.where(front_in_p0, 1.0, -1.0).astype(table.dtype)  # s
+    front_along = along + (~front_in_p0).astype(table.dtype)
+    row = table[triangle]  # (P, Q, 9): one gather per pair
+    absolute_along, absolute_across = (row[..., _CORNER_Y], row[..., _CORNER_X]) if vertical else (
+        row[..., _CORNER_X], row[..., _CORNER_Y])  # fmt: skip
+    # Relative to the front pixel's centre (step 3): X - (qc + 0.5 - hx).
+    corners_x = absolute_along - (front_along + 0.5 - half_along)[..., None]
+    corners_y = absolute_across - (across + 0.5 - half_across)[..., None]
+    edges = _edge_endpoints(corners_x, corners_y)
+    exit_edge = _exit_edge(*edges, side)
+    xa, ya, xb, yb = (_pick(values, exit_edge) for values in edges)
+
+    steep = jnp.abs(yb - ya) >= jnp.abs(xb - xa)  # within 45 degrees of perpendicular to the axis
+    delta = side * ((xa * yb - xb * ya) / (yb - ya))
+    in_window = (delta > _WINDOW_LOW) & (delta < _WINDOW_HIGH)
+    accepted = candidate & (_pick(row[..., _SILHOUETTE], exit_edge) != 0) & steep & in_window
+    alpha = jnp.where(accepted, side * (0.5 - jnp.clip(delta, 0.0, 1.0)), 0.0)
+    return _Pairs(alpha, triangle, exit_edge, xa, ya, xb, yb)
+
+
+def _front_triangle(
+    rast_p0: Float[Array, "P Q 2"], rast_p1: Float[Array, "P Q 2"]
+) -> tuple[Bool[Array, "P Q"], Bool[Array, "P Q"], Int[Array, "P Q"]]:
+    """Candidate pairs and their front triangle (RENDER.md 5.2, 5.3 step 1).
+
+    ``rast_p0``, ``rast_p1``: (z/w, triangle_id + 1) of the two pixels of every pair.
+
+    Returns, each (P, Q):
+        candidate: bool, the two ID floats differ.
+        front_in_p0: bool, the front triangle is p0's (s = +1), else p1's (s = -1). With both
+            pixels covered the smaller z/w wins, and p1 on equal z/w.
+        triangle: int32, the front triangle's index (0 where the pair is not a candidate).
+    """
+    depth0, id0, depth1, id1 = rast_p0[..., 0], rast_p0[..., 1], rast_p1[..., 0], rast_p1[..., 1]
+    tri0 = id0.astype(jnp.int32) - 1
+    tri1 = id1.astype(jnp.int32) - 1
+    candidate = id0 != id1
+    front_in_p0 = (tri1 < 0) | ((tri0 >= 0) & (depth0 < depth1))
+    triangle = jnp.where(candidate, jnp.maximum(jnp.where(front_in_p0, tri0, tri1), 0), 0)
+    return candidate, front_in_p0, triangle
+
+
 def _edge_endpoints(
-    corners_x: Float[Array, "N 3"], corners_y: Float[Array, "N 3"]
-) -> tuple[Float[Array, "N 3"], Float[Array, "N 3"], Float[Array, "N 3"], Float[Array, "N 3"]]:
-    """(xa, ya, xb, yb), each (N, 3): edge k runs from corner a = k+1 to corner b = k+2 (mod 3)."""
+    corners_x: Float[Array, "... 3"], corners_y: Float[Array, "... 3"]
+) -> tuple[Float[Array, "... 3"], Float[Array, "... 3"], Float[Array, "... 3"], Float[Array, "... 3"]]:
+    """(xa, ya, xb, yb), each (..., 3): edge k runs from corner a = k+1 to corner b = k+2 (mod 3)."""
     return (
-        jnp.roll(corners_x, -1, axis=1),
-        jnp.roll(corners_y, -1, axis=1),
-        jnp.roll(corners_x, -2, axis=1),
-        jnp.roll(corners_y, -2, axis=1),
+        jnp.roll(corners_x, -1, axis=-1),
+        jnp.roll(corners_y, -1, axis=-1),
+        jnp.roll(corners_x, -2, axis=-1),
+        jnp.roll(corners_y, -2, axis=-1),
     )
 
 
 def _exit_edge(
-    xa: Float[Array, "N 3"],
-    ya: Float[Array, "N 3"],
-    xb: Float[Array, "N 3"],
-    yb: Float[Array, "N 3"],
-    side: Float[Array, " N"],
-) -> Int[Array, " N"]:
-    """(N,) int32: the edge k* where the line y = 0 leaves the triangle toward the other pixel.
+    xa: Float[Array, "P Q 3"],
+    ya: Float[Array, "P Q 3"],
+    xb: Float[Array, "P Q 3"],
+    yb: Float[Array, "P Q 3"],
+    side: Float[Array, "P Q"],
+) -> Int[Array, "P Q"]:
+    """(P, Q) int32: the edge k* where the line y = 0 leaves the triangle toward the other pixel.
 
     Edge k crosses y = 0 when its endpoints' y have different sign bits, at
     ``xi_k = (xa yb - xb ya) / (yb - ya)``; its score is ``s xi_k`` (-inf without a crossing).
@@ -300,27 +332,32 @@ def _exit_edge(
     """
     crosses = jnp.signbit(ya) != jnp.signbit(yb)
     numerator, denominator = xa * yb - xb * ya, yb - ya
-    numerator = side[:, None] * jnp.where(denominator < 0, -numerator, numerator)
+    numerator = side[..., None] * jnp.where(denominator < 0, -numerator, numerator)
     denominator = jnp.abs(denominator)
 
-    def beats(k: int, j: int) -> Bool[Array, " N"]:
-        above = numerator[:, k] * denominator[:, j] > numerator[:, j] * denominator[:, k]
-        return crosses[:, k] & (~crosses[:, j] | above)
+    def beats(k: int, j: int) -> Bool[Array, "P Q"]:
+        above = numerator[..., k] * denominator[..., j] > numerator[..., j] * denominator[..., k]
+        return crosses[..., k] & (~crosses[..., j] | above)
 
     return jnp.where(beats(2, 0) & beats(2, 1), 2, jnp.where(beats(1, 0), 1, 0)).astype(jnp.int32)
 
 
-def _pick(values: Array, index: Int[Array, " N"]) -> Array:
-    """``values[n, index[n]]`` for (N, 3) values, by selects (exact, keeps the sign of zeros)."""
-    return jnp.where(index == 0, values[:, 0], jnp.where(index == 1, values[:, 1], values[:, 2]))
+def _pick(values: Array, index: Int[Array, "P Q"]) -> Array:
+    """``values[..., index]`` for (P, Q, 3) values, by selects (exact, keeps the sign of zeros)."""
+    return jnp.where(index == 0, values[..., 0], jnp.where(index == 1, values[..., 1], values[..., 2]))
 
 
-def _blend(color: Float[Array, "H W C"], alpha: Float[Array, " N"]) -> Float[Array, "H W C"]:
+def _blend(color: Float[Array, "H W C"], horizontal: _Pairs, vertical: _Pairs) -> Float[Array, "H W C"]:
     """5.3 step 9: input colours plus ``alpha (C1 - C0)`` at p0 where alpha > 0, at p1 where alpha < 0."""
-    color_p0, color_p1 = _at_pairs(color)
-    weight = alpha.astype(color.dtype)[:, None]
-    change = weight * (color_p1 - color_p0)
-    return _add_at_pairs(color, jnp.where(weight > 0, change, 0.0), jnp.where(weight < 0, change, 0.0))
+
+    def changes(pairs: _Pairs, color_p0, color_p1):
+        weight = pairs.alpha.astype(color.dtype)[..., None]
+        change = weight * (color_p1 - color_p0)
+        return jnp.where(weight > 0, change, 0.0), jnp.where(weight < 0, change, 0.0)
+
+    return _add_at_pairs(
+        color, changes(horizontal, *_horizontal_pairs(color)), changes(vertical, *_vertical_pairs(color))
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,40 +365,63 @@ def _blend(color: Float[Array, "H W C"], alpha: Float[Array, " N"]) -> Float[Arr
 
 
 def _gradients(
-    grad_out: Float[Array, "H W C"], color: Float[Array, "H W C"], clip_pos: Float[Array, "V 4"], pairs: _Pairs
+    grad_out: Float[Array, "H W C"],
+    color: Float[Array, "H W C"],
+    clip_pos: Float[Array, "V 4"],
+    tris: Int[Array, "F 3"],
+    pairs: tuple[_Pairs, _Pairs],
 ) -> tuple[Float[Array, "H W C"], Float[Array, "V 4"]]:
     """(grad_color (H, W, C), grad_pos (V, 4)) for one image.
 
     A pair is active when its alpha is not +0.0 (an accepted -0.0 is active but moves nothing).
     m is p0 when alpha > 0, else p1. Colour: p0 gets -alpha G[m], p1 gets +alpha G[m].
     Position: D = sum_c G[m, c] (C1 - C0) = dL/dalpha goes to the exit edge's two endpoints,
-    unless D == 0 or |alpha| >= 0.5.
+    unless D == 0 or |alpha| >= 0.5. It is summed per vertex in image pixel units, then chained
+    to clip space once per vertex.
     """
     height, width = color.shape[:2]
+    horizontal, vertical = pairs
+    color_h, pixel_h = _pair_gradients(horizontal, *_horizontal_pairs(color), *_horizontal_pairs(grad_out))
+    color_v, pixel_v = _pair_gradients(vertical, *_vertical_pairs(color), *_vertical_pairs(grad_out))
+    grad_color = _add_at_pairs(grad_out, color_h, color_v)
+
+    # Endpoint gradients of both directions in image x, y (vertical pairs' frame is swapped).
+    pixel_v = tuple(gradient[::-1] for gradient in pixel_v)
+    grad_pixel = jnp.zeros((clip_pos.shape[0], 2), clip_pos.dtype)
+    for pairs_, (grad_a, grad_b) in ((horizontal, pixel_h), (vertical, pixel_v)):
+        for corner_step, (grad_x, grad_y) in ((1, grad_a), (2, grad_b)):
+            vertex = _corner_vertex(tris, pairs_.triangle, pairs_.exit_edge, corner_step)
+            grad_pixel = grad_pixel.at[vertex.ravel()].add(jnp.stack([grad_x.ravel(), grad_y.ravel()], axis=1))
+    return grad_color, _pixel_to_clip_gradient(clip_pos, grad_pixel, width / 2, height / 2)
+
+
+def _pair_gradients(pairs: _Pairs, color_p0, color_p1, grad_p0, grad_p1):
+    """Per-pair colour gradients and endpoint pixel gradients of one direction.
+
+    Returns ``(to_p0, to_p1)`` (P, Q, C) added to grad_color, and
+    ``((dL/dxa, dL/dya), (dL/dxb, dL/dyb))``, each (P, Q), in the pair's frame, zero where the
+    pair gives no position gradient.
+    """
     alpha = pairs.alpha
     active = (alpha != 0) | jnp.signbit(alpha)
-    grad_p0, grad_p1 = _at_pairs(grad_out)
-    color_p0, color_p1 = _at_pairs(color)
-    grad_modified = jnp.where((alpha > 0)[:, None], grad_p0, grad_p1)
-    weighted = jnp.where(active[:, None], alpha.astype(color.dtype)[:, None] * grad_modified, 0.0)
-    grad_color = _add_at_pairs(grad_out, -weighted, weighted)
-
-    grad_alpha = jnp.sum(grad_modified * (color_p1 - color_p0), axis=1).astype(clip_pos.dtype)
+    grad_modified = jnp.where((alpha > 0)[..., None], grad_p0, grad_p1)
+    weighted = jnp.where(active[..., None], alpha.astype(color_p0.dtype)[..., None] * grad_modified, 0.0)
+    grad_alpha = jnp.sum(grad_modified * (color_p1 - color_p0), axis=-1).astype(alpha.dtype)
     grad_alpha = jnp.where(active, grad_alpha, 0.0)
     use = active & (grad_alpha != 0) & (jnp.abs(alpha) < 0.5)
-    vertical = _pair_layout(height, width).vertical
-    grad_pos = jnp.zeros_like(clip_pos)
-    endpoint_gradients = _endpoint_pixel_gradients(pairs, grad_alpha)
-    for vertex, (grad_x, grad_y) in zip((pairs.vertex_a, pairs.vertex_b), endpoint_gradients):
-        # Back from the pair's frame to image x, y, then to clip space.
-        grad_x, grad_y = jnp.where(vertical, grad_y, grad_x), jnp.where(vertical, grad_x, grad_y)
-        grad_clip = _pixel_to_clip_gradient(clip_pos[vertex], grad_x, grad_y, width / 2, height / 2)
-        grad_pos = grad_pos.at[vertex].add(jnp.where(use[:, None], grad_clip, 0.0))
-    return grad_color, grad_pos
+    endpoint_gradients = _endpoint_pixel_gradients(pairs, jnp.where(use, grad_alpha, 0.0))
+    return (-weighted, weighted), endpoint_gradients
 
 
-def _endpoint_pixel_gradients(pairs: _Pairs, grad_alpha: Float[Array, " N"]):
-    """((dL/dxa, dL/dya), (dL/dxb, dL/dyb)), each (N,), in the pair's frame, in pixel units.
+def _corner_vertex(
+    tris: Int[Array, "F 3"], triangle: Int[Array, "P Q"], exit_edge: Int[Array, "P Q"], corner_step: int
+) -> Int[Array, "P Q"]:
+    """Vertex index of corner ``(exit_edge + corner_step) mod 3`` of ``triangle``, (P, Q) int32."""
+    return tris.ravel()[3 * triangle + (exit_edge + corner_step) % 3]
+
+
+def _endpoint_pixel_gradients(pairs: _Pairs, grad_alpha: Float[Array, "P Q"]):
+    """((dL/dxa, dL/dya), (dL/dxb, dL/dyb)), each (P, Q), in the pair's frame, in pixel units.
 
     ``alpha = s/2 - xi`` with ``xi = (xa yb - xb ya) / (yb - ya)``; these are its exact
     derivatives with ``dy = yb - ya`` replaced by ``dy + copysign(1e-3, dy)`` everywhere.
@@ -375,14 +435,14 @@ def _endpoint_pixel_gradients(pairs: _Pairs, grad_alpha: Float[Array, " N"]):
 
 
 def _pixel_to_clip_gradient(
-    points: Float[Array, "N 4"], grad_x: Float[Array, " N"], grad_y: Float[Array, " N"], half_w: float, half_h: float
-) -> Float[Array, "N 4"]:
-    """Chain image-frame pixel gradients through ``x = px / pw * hx + const`` to (px, py, pz, pw).
+    clip_pos: Float[Array, "V 4"], grad_pixel: Float[Array, "V 2"], half_w: float, half_h: float
+) -> Float[Array, "V 4"]:
+    """Chain per-vertex image pixel gradients through ``x = px / pw * hx + const`` to (px, py, pz, pw).
 
     dL/dpz is 0: z does not enter the projection.
     """
-    w = points[:, 3]
-    grad_px = grad_x * half_w / w
-    grad_py = grad_y * half_h / w
-    grad_pw = -(points[:, 0] * grad_px + points[:, 1] * grad_py) / w
+    w = clip_pos[:, 3]
+    grad_px = grad_pixel[:, 0] * half_w / w
+    grad_py = grad_pixel[:, 1] * half_h / w
+    grad_pw = -(clip_pos[:, 0] * grad_px + clip_pos[:, 1] * grad_py) / w
     return jnp.stack([grad_px, grad_py, jnp.zeros_like(grad_px), grad_pw], axis=1)
