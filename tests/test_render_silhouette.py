@@ -4,9 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from ngdjax import procedural
 from ngdjax.camera import look_at, perspective
+from ngdjax.errors import InputError
 from ngdjax.render.backend import get_renderer
 from ngdjax.render.shading import render_geometry
 from ngdjax.render.topology import antialias_topology
@@ -57,3 +59,21 @@ def test_silhouette_fit_recovers_translation_and_scale():
     translation_error = float(jnp.linalg.norm(params["translation"] - truth["translation"]))
     assert translation_error < 0.01 * diameter
     assert abs(float(params["scale"]) - 1.0) * diameter / 2 < 0.01 * diameter
+
+
+@pytest.mark.parametrize(
+    "clip_pos, tris, resolution, message",
+    [
+        (np.zeros((3, 3)), np.array([[0, 1, 2]]), (8, 8), r"clip_pos must have shape \(V, 4\)"),
+        (np.zeros((3, 4)), np.array([[0, 1]]), (8, 8), r"tris must have shape \(F, 3\)"),
+        (np.zeros((3, 4)), np.array([[0.0, 1, 2]]), (8, 8), r"tris must be int32"),
+        (np.zeros((3, 4)), np.array([[0, 1, 2]]), (0, 8), r"resolution must be two positive ints"),
+        (np.array([[0.0, 0, 0, 1], [np.nan, 0, 0, 1], [1, 1, 0, 1]]), np.array([[0, 1, 2]]), (8, 8),
+         r"1 clip positions are NaN/inf, e.g. rows \[1\]"),
+        (np.eye(3, 4), np.array([[0, 1, 2], [0, 1, 5]]), (8, 8), r"1 triangles index vertices outside 0..2, e.g. triangles \[1\]"),
+    ],
+)
+def test_bad_render_inputs_raise_before_any_kernel(clip_pos, tris, resolution, message):
+    renderer = get_renderer("jax")
+    with pytest.raises(InputError, match=message):
+        renderer.rasterize(jnp.asarray(clip_pos, jnp.float32), jnp.asarray(tris), resolution)

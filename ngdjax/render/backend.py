@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 from typing import Callable, NamedTuple
 
+from ngdjax.render.checks import check_image_inputs, check_rasterize_inputs
+
 log = logging.getLogger("ngdjax")
 
 BACKENDS = ("auto", "jax", "nvdiffrast-jit", "nvdiffrast-eager")
@@ -33,6 +35,24 @@ class Renderer(NamedTuple):
     interpolate: Callable
     antialias: Callable
     texture: Callable
+
+
+def _with_checks(renderer: Renderer) -> Renderer:
+    """The same renderer with the input checks of :mod:`ngdjax.render.checks` in front of its ops."""
+
+    def rasterize(clip_pos, tris, resolution, *args, **kwargs):
+        check_rasterize_inputs(clip_pos, tris, resolution)
+        return renderer.rasterize(clip_pos, tris, tuple(int(n) for n in resolution), *args, **kwargs)
+
+    def antialias(color, rast, clip_pos, tris, topology=None):
+        check_image_inputs("antialias", color, rast)
+        return renderer.antialias(color, rast, clip_pos, tris, topology)
+
+    def interpolate(attr, rast, tris):
+        check_image_inputs("interpolate", None, rast)
+        return renderer.interpolate(attr, rast, tris)
+
+    return renderer._replace(rasterize=rasterize, interpolate=interpolate, antialias=antialias)
 
 
 def get_renderer(name: str = "auto") -> Renderer:
@@ -49,8 +69,8 @@ def get_renderer(name: str = "auto") -> Renderer:
         name = "nvdiffrast-jit" if nvdiffrast_available() else "jax"
         log.info("render backend: %s (auto)", name)
     if name == "jax":
-        return _jax_renderer()
-    return _nvdiffrast_renderer(jit=name == "nvdiffrast-jit")
+        return _with_checks(_jax_renderer())
+    return _with_checks(_nvdiffrast_renderer(jit=name == "nvdiffrast-jit"))
 
 
 def _jax_renderer() -> Renderer:

@@ -238,8 +238,10 @@ def _homogeneous_barycentrics(corners: Float[Array, "N 3 4"], fx, fy, eps: float
 
 def _pixel_centres(width: int, height: int, dtype):
     """NDC x and y of every pixel centre, each (H, W)."""
-    fx = (2 * jnp.arange(width, dtype=dtype) + 1) / width - 1.0
-    fy = (2 * jnp.arange(height, dtype=dtype) + 1) / height - 1.0
+    # nvdiffrast's own float32 expression, c * (2/W) + (1/W - 1): for thin triangles on screen
+    # u and v are sensitive to the last bit of the pixel centre.
+    fx = jnp.arange(width, dtype=dtype) * (2.0 / width) + (1.0 / width - 1.0)
+    fy = jnp.arange(height, dtype=dtype) * (2.0 / height) + (1.0 / height - 1.0)
     return jnp.broadcast_to(fx[None, :], (height, width)), jnp.broadcast_to(fy[:, None], (height, width))
 
 

@@ -100,14 +100,16 @@ def _is_nvdiffrast_cuda_plugin(name: str) -> bool:
 
 
 def warp_safe_sources(sources: list[str]) -> list[str]:
-    """Copy the nvdiffrast package next to ``sources`` into the user cache with coalesced atomics
+    """Copy the installed nvdiffrast package into the user cache with coalesced atomics
     compiled out (module docstring), and return the copied source paths.
 
     Raises:
         RuntimeError: the installed ``common/common.h`` does not have the expected block (a
             different nvdiffrast version): refuse rather than build something unknown.
     """
-    package = os.path.dirname(os.path.dirname(os.path.realpath(sources[0])))  # .../nvdiffrast
+    import nvdiffrast
+
+    package = os.path.dirname(os.path.realpath(nvdiffrast.__file__))
     with open(os.path.join(package, "common", "common.h"), "rb") as file:
         version = hashlib.sha256(file.read()).hexdigest()[:12]  # a new nvdiffrast gets a new copy
     cache = os.path.join(os.path.expanduser(os.environ.get("XDG_CACHE_HOME", "~/.cache")), "ngdjax",
