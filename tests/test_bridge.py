@@ -1,9 +1,10 @@
 """The torch <-> JAX bridges (ngdjax/render/bridge.py) and nvdiffrast loading.
 
 CPU: the eager DLPack custom_vjp bridge is exercised with a torch stand-in for interpolate,
-checked against a pure-JAX interpolate (outputs and gradients to 1e-6). GPU (marked ``gpu``,
-skipped without one): real nvdiffrast rasterize + interpolate + antialias + texture through both
-bridges, eager vs in-jit.
+checked against a pure-JAX interpolate (outputs and gradients to 1e-6), and with a stand-in op
+with an explicit backward and a residual (``TorchOp``). GPU (marked ``gpu``, skipped without
+one): real nvdiffrast rasterize + interpolate + antialias + texture through both bridges, eager
+vs in-jit vs plain nvdiffrast, each forward run once per step, antialias's work buffer reusable.
 """
 
 from __future__ import annotations
@@ -179,6 +180,62 @@ def test_int32_passes_without_dtype_change():
     assert shifted.dtype == jnp.int32
     np.testing.assert_array_equal(shifted, np.asarray(tris) + 1)
     np.testing.assert_array_equal(tris, np.arange(12).reshape(4, 3))  # input untouched
+
+
+# ----------------------------------------------------------------------------------------------
+# Explicit-backward ops (TorchOp): a residual from the forward, no forward re-run
+
+
+def normalized_gather_op(counts: dict) -> bridge.TorchOp:
+    """(x (N,) f32, perm (N,) i32) -> x[perm] / |x|, with |x| (1,) as a residual; counts calls."""
+
+    def forward(x, perm):
+        counts["forward"] = counts.get("forward", 0) + 1
+        norm = torch.linalg.vector_norm(x).reshape(1)
+        return x[perm.long()] / norm, (norm,)
+
+    def backward(inputs, outputs, residuals, cotangents):
+        counts["backward"] = counts.get("backward", 0) + 1
+        (x, perm), (norm,), (dy,) = inputs, residuals, cotangents
+        u = torch.zeros_like(dy).index_add_(0, perm.long(), dy)  # perm^T dy
+        return (u / norm - x * (x * u).sum() / norm**3,)
+
+    return bridge.TorchOp(forward, backward, (True, False))
+
+
+def normalized_gather_scene():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=8), jnp.float32)
+    perm = jnp.asarray(rng.permutation(8), jnp.int32)
+    weights = jnp.asarray(rng.normal(size=8), jnp.float32)
+    loss = lambda op: lambda x: jnp.sum(op(x, perm) * weights)  # noqa: E731
+    expected = jax.value_and_grad(loss(lambda x, perm: x[perm] / jnp.linalg.norm(x)))(x)
+    return x, perm, loss, expected
+
+
+def test_eager_op_bridge_uses_the_explicit_backward_and_its_residuals():
+    counts = {}
+    x, perm, loss, (expected_value, expected_grad) = normalized_gather_scene()
+    value, grad = jax.value_and_grad(loss(bridge.eager_op_bridge(normalized_gather_op(counts))))(x)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, atol=TOL)
+    assert counts == {"forward": 1, "backward": 1}  # the forward is not re-run by the backward
+
+
+@pytest.mark.slow
+def test_jit_op_bridge_passes_residuals_between_ffi_calls_on_cpu():
+    """Runs where wrap_torch2jax is installed (first use compiles its extension, ~1-2 min)."""
+    pytest.importorskip("wrap_torch2jax")
+    counts = {}
+    x, perm, loss, (expected_value, expected_grad) = normalized_gather_scene()
+    output, residual = jax.ShapeDtypeStruct(x.shape, jnp.float32), jax.ShapeDtypeStruct((1,), jnp.float32)
+    op = bridge.jit_op_bridge(normalized_gather_op(counts), bridge._avals((x, perm)), output, (residual,))
+    value, grad = jax.jit(jax.value_and_grad(loss(op)))(x)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, atol=TOL)
+    assert counts == {"forward": 1, "backward": 1}
+    np.testing.assert_allclose(jax.jit(loss(op))(x), expected_value, rtol=1e-5)  # primal only
+    assert counts == {"forward": 2, "backward": 1}
 
 
 @pytest.mark.slow
@@ -369,6 +426,44 @@ def test_gpu_antialias_position_gradient_is_reproducible_and_same_through_both_b
     for name, got in (("eager", pos_grad(bridge.ops_for("eager"), jit=False)),
                       ("in-jit", pos_grad(bridge.ops_for("jit"), jit=True))):
         np.testing.assert_allclose(got, plain[0], atol=1e-5 * scale, rtol=1e-4, err_msg=name)
+
+
+@pytest.mark.gpu
+def test_gpu_in_jit_backward_calls_gradient_kernels_without_rerunning_forwards(monkeypatch):
+    """One jitted value_and_grad runs each nvdiffrast forward once and each backward once."""
+    clip_pos, tris, colours, tex, uv_attr, weights = gpu_scene()
+    resolution = (weights.shape[1], weights.shape[2])
+    counts = {}
+    for op in ("rasterize", "interpolate", "antialias", "texture"):
+        for part in ("forward", "backward"):
+            name, original = f"{op}_{part}", getattr(nvdiffrast_ops, f"{op}_{part}")
+
+            def counted(*args, _name=name, _original=original):
+                counts[_name] = counts.get(_name, 0) + 1
+                return _original(*args)
+
+            monkeypatch.setattr(nvdiffrast_ops, name, counted)
+    loss = render_loss(bridge.ops_for("jit"), tris, weights, resolution, antialias_moves_vertices=True)
+    step = jax.jit(jax.value_and_grad(lambda *a: loss(*a)[0], argnums=(0, 1, 2, 3)))
+    jax.block_until_ready(step(clip_pos, colours, tex, uv_attr))
+    once = {"rasterize": 1, "interpolate": 2, "antialias": 1, "texture": 1}
+    assert counts == {f"{op}_{part}": n for op, n in once.items() for part in ("forward", "backward")}
+
+
+@pytest.mark.gpu
+def test_gpu_antialias_backward_can_reuse_its_work_buffer():
+    """The in-jit antialias VJP run twice on one forward's residuals gives the same gradients
+    both times (its work buffer's counter is reset by each backward; were it not, the second
+    would find no work left and return no position gradient)."""
+    clip_pos, tris, colours, tex, uv_attr, weights = gpu_scene()
+    ops = bridge.ops_for("jit")
+    rast = jax.jit(lambda p: ops.rasterize(p, tris, weights.shape[1:3]))(clip_pos)
+    color = jax.jit(lambda c: ops.interpolate(c, rast, tris))(colours)
+    _, pullback = jax.vjp(jax.jit(lambda c, p: ops.antialias(c, rast, p, tris)), color, clip_pos)
+    first, again = pullback(weights), pullback(weights)
+    assert float(jnp.abs(first[1]).max()) > 0, "no antialias gradient reached clip_pos"
+    for a, b in zip(first, again):  # float atomics sum in any order: equal to rounding
+        np.testing.assert_allclose(a, b, atol=1e-5 * float(np.abs(np.asarray(a)).max()), rtol=1e-5)
 
 
 @pytest.mark.gpu

@@ -1,22 +1,26 @@
-"""torch functions as JAX functions: an eager DLPack bridge and an in-jit bridge (wrap_torch2jax).
+"""torch ops as JAX functions: an eager DLPack bridge and an in-jit bridge (wrap_torch2jax).
 
-Two generic helpers turn a torch function ``f(*tensors) -> tensor | tuple[tensor, ...]`` into a
-JAX function with a ``jax.custom_vjp`` whose backward is torch autograd:
+A :class:`TorchOp` is a torch forward with an explicit backward: the forward returns its outputs
+and any residuals the backward needs (device tensors of shapes known from the inputs' shapes);
+the backward takes the forward's inputs, outputs and residuals and the output cotangents. Two
+bridges turn one into a JAX function with a ``jax.custom_vjp``:
 
-- :func:`eager_bridge`: arrays cross by DLPack, zero-copy (``torch.from_dlpack(array)`` one way,
-  ``jax.dlpack.from_dlpack(tensor)`` the other). Works eagerly and under ``jax.grad`` /
+- :func:`eager_op_bridge`: arrays cross by DLPack, zero-copy (``torch.from_dlpack(array)`` one
+  way, ``jax.dlpack.from_dlpack(tensor)`` the other). Works eagerly and under ``jax.grad`` /
   ``jax.value_and_grad``, but not under ``jax.jit``, ``vmap`` or any other tracing transformation
   (a tracer holds no buffer): there it raises :class:`BridgeTracingError`.
-- :func:`jit_bridge`: the torch function runs inside the XLA program as a wrap_torch2jax FFI call
-  (zero-copy, on XLA's CUDA stream). Shapes and dtypes are fixed per wrapped function, so the ops
-  below cache one wrapped function per (op, static parameters, input shapes/dtypes).
+- :func:`jit_op_bridge`: forward and backward run inside the XLA program as wrap_torch2jax FFI
+  calls (zero-copy inputs, on XLA's CUDA stream; residuals are extra FFI outputs, so they stay on
+  the device). Shapes and dtypes are fixed per wrapped op, so :func:`cached_jit_bridge` keeps one
+  per (op, static parameters, input shapes/dtypes) and the ops below use it.
 
-Both take their gradients from the same torch code, :func:`torch_vjp`: the backward re-runs the
-torch function on the saved inputs with autograd on and calls ``torch.autograd.grad``. In the
-in-jit bridge the forward and that backward are two separate FFI calls joined by our own
-``jax.custom_vjp`` (wrap_torch2jax's own vjp would try ``torch.func.vjp``, which nvdiffrast's
-old-style autograd Functions do not support, infer output shapes by running the op on meta
-tensors, and hand integer inputs non-float0 cotangents).
+The nvdiffrast ops use nvdiffrast's own gradient kernels (``nvdiffrast_ops.*_backward``): a
+backward never re-runs a forward. Any torch function ``f(*tensors)`` can be bridged too, with
+:func:`eager_bridge` / :func:`jit_bridge`: its backward (:func:`torch_vjp`) re-runs ``f`` with
+autograd on and calls ``torch.autograd.grad``. The in-jit VJP is our own ``jax.custom_vjp`` over
+two FFI calls (wrap_torch2jax's would try ``torch.func.vjp``, which nvdiffrast's old-style
+autograd Functions do not support, infer output shapes by running the op on meta tensors, and
+hand integer inputs non-float0 cotangents).
 
 DLPack rules followed (../shared/DEPS.md "JAX <-> torch"): tensors are detached before export;
 strided views are made contiguous; int32 stays int32; a torch function must never write into
@@ -119,7 +123,29 @@ def _input_cotangents(differentiable: Sequence[bool], grads: Sequence[Any]) -> t
 
 
 # ----------------------------------------------------------------------------------------------
-# The torch side of every backward
+# Torch ops with an explicit backward
+
+
+class TorchOp(NamedTuple):
+    """A torch forward and its backward, as both bridges call them.
+
+    Attributes:
+        forward: ``forward(*inputs) -> (outputs, residuals)``: ``outputs`` a tensor or a tuple of
+            tensors (the op's results; the bridged function returns the same structure),
+            ``residuals`` a tuple of further tensors only the backward needs (may be empty; for
+            the in-jit bridge their shapes must follow from the inputs' shapes).
+        backward: ``backward(inputs, outputs, residuals, cotangents) -> grads``, all tuples:
+            ``cotangents`` has one entry per output (None for a non-float output); ``grads`` one
+            per differentiable input, in input order, same shape and dtype.
+        differentiable: one flag per input; other inputs get a None (zero) cotangent.
+
+    Neither may write into its arguments, which alias JAX buffers (nvdiffrast's antialias
+    backward resets a counter in its work buffer first; see ``nvdiffrast_ops``).
+    """
+
+    forward: Callable[..., tuple[Any, tuple[torch.Tensor, ...]]]
+    backward: Callable[..., Sequence[torch.Tensor]]
+    differentiable: tuple[bool, ...]
 
 
 def torch_vjp(
@@ -163,51 +189,68 @@ def torch_vjp(
     return tuple(torch.zeros_like(leaf) if grad is None else grad for grad, leaf in zip(grads, wrt))
 
 
+def autograd_op(torch_fn: TorchFn, differentiable: Sequence[bool]) -> TorchOp:
+    """``torch_fn`` as a :class:`TorchOp` with no residuals, whose backward is :func:`torch_vjp`
+    (so it runs ``torch_fn`` a second time)."""
+    differentiable = tuple(bool(flag) for flag in differentiable)
+
+    def forward(*inputs):
+        with torch.no_grad():
+            return torch_fn(*inputs), ()
+
+    def backward(inputs, outputs, residuals, cotangents):
+        return torch_vjp(torch_fn, differentiable, inputs, cotangents)
+
+    return TorchOp(forward, backward, differentiable)
+
+
 # ----------------------------------------------------------------------------------------------
 # Eager bridge (DLPack + custom_vjp; outside jit)
 
 
-def eager_bridge(torch_fn: TorchFn, differentiable: Sequence[bool], name: str = "torch function") -> Callable:
-    """``torch_fn`` as a JAX function with a custom VJP, exchanging buffers by DLPack.
-
-    Args:
-        torch_fn: ``f(*tensors) -> tensor | tuple[tensor, ...]`` (static parameters bound
-            beforehand, e.g. with ``functools.partial``); must not write into its inputs.
-        differentiable: one flag per positional input; other inputs get a zero (None) cotangent.
-        name: used in error messages.
+def eager_op_bridge(op: TorchOp, name: str = "torch function") -> Callable:
+    """``op`` as a JAX function with a custom VJP, exchanging buffers by DLPack.
 
     Returns:
-        ``g(*arrays) -> array | tuple[array, ...]`` (a tuple exactly when ``torch_fn`` returns
-        one), with dtypes and shapes as torch gives them. Differentiable with ``jax.grad``
-        outside ``jax.jit``; the backward re-runs ``torch_fn`` (see :func:`torch_vjp`). Under
-        ``jax.jit`` (or any tracing) it raises :class:`BridgeTracingError`.
+        ``g(*arrays) -> array | tuple[array, ...]`` (the structure of ``op``'s outputs), with
+        dtypes and shapes as torch gives them. Differentiable with ``jax.grad`` outside
+        ``jax.jit``: outputs and residuals are kept (as zero-copy JAX views) for ``op.backward``.
+        Under ``jax.jit`` (or any tracing) it raises :class:`BridgeTracingError`.
     """
-    differentiable = tuple(bool(flag) for flag in differentiable)
-
-    def forward(*arrays):
-        inputs = _to_torch_all(arrays, name)
-        with torch.no_grad():
-            outputs = torch_fn(*inputs)
-        return _like_outputs(outputs, [torch_to_jax(out) for out in _as_tuple(outputs)])
 
     def forward_with_residuals(*arrays):
-        return forward(*arrays), arrays
+        outputs, residuals = op.forward(*_to_torch_all(arrays, name))
+        jax_outputs = tuple(torch_to_jax(out) for out in _as_tuple(outputs))
+        saved = (arrays, jax_outputs, tuple(torch_to_jax(residual) for residual in residuals))
+        return _like_outputs(outputs, jax_outputs), saved
 
-    def backward(arrays, cotangent):
-        inputs = _to_torch_all(arrays, name)
+    def backward(saved, cotangent):
+        inputs, outputs, residuals = (_to_torch_all(arrays, name) for arrays in saved)
         cotangents = tuple(
             jax_to_torch(cot, f"{name} cotangent") if _is_float(cot.dtype) else None for cot in _as_tuple(cotangent)
         )
-        grads = torch_vjp(torch_fn, differentiable, inputs, cotangents)
-        return _input_cotangents(differentiable, [torch_to_jax(grad) for grad in grads])
+        grads = op.backward(inputs, outputs, residuals, cotangents)
+        return _input_cotangents(op.differentiable, [torch_to_jax(grad) for grad in grads])
 
-    bridged = jax.custom_vjp(forward)
+    bridged = jax.custom_vjp(lambda *arrays: forward_with_residuals(*arrays)[0])
     bridged.defvjp(forward_with_residuals, backward)
     return bridged
 
 
+def eager_bridge(torch_fn: TorchFn, differentiable: Sequence[bool], name: str = "torch function") -> Callable:
+    """Any torch function ``f(*tensors) -> tensor | tuple[tensor, ...]`` (static parameters bound
+    beforehand, e.g. with ``functools.partial``; must not write into its inputs) as a JAX function:
+    :func:`eager_op_bridge` of :func:`autograd_op` (the backward re-runs ``torch_fn``).
+
+    Args:
+        differentiable: one flag per positional input; other inputs get a zero (None) cotangent.
+        name: used in error messages.
+    """
+    return eager_op_bridge(autograd_op(torch_fn, differentiable), name)
+
+
 # ----------------------------------------------------------------------------------------------
-# In-jit bridge (wrap_torch2jax FFI call + custom_vjp)
+# In-jit bridge (wrap_torch2jax FFI calls + custom_vjp)
 
 
 def _import_wrap_torch2jax():
@@ -218,101 +261,165 @@ def _import_wrap_torch2jax():
     return wrap_torch2jax
 
 
-def jit_bridge(
-    torch_fn: TorchFn,
-    differentiable: Sequence[bool],
+Avals = jax.ShapeDtypeStruct | tuple[jax.ShapeDtypeStruct, ...]
+
+
+def _avals(arrays: Sequence[Any]) -> tuple[jax.ShapeDtypeStruct, ...]:
+    """Shape and dtype of each array (or aval)."""
+    return tuple(jax.ShapeDtypeStruct(tuple(a.shape), a.dtype) for a in arrays)
+
+
+def jit_op_bridge(
+    op: TorchOp,
     input_avals: Sequence[jax.ShapeDtypeStruct],
-    output_avals: jax.ShapeDtypeStruct | tuple[jax.ShapeDtypeStruct, ...],
+    output_avals: Avals,
+    residual_avals: Sequence[jax.ShapeDtypeStruct] = (),
 ) -> Callable:
-    """``torch_fn`` as a JAX function that runs inside ``jax.jit`` (wrap_torch2jax), with a VJP.
+    """``op`` as a JAX function that runs inside ``jax.jit`` (wrap_torch2jax FFI calls), with a VJP.
 
     The first call in a process compiles wrap_torch2jax's small C++/CUDA extension (about a
-    minute; cached under ~/.cache/torch2jax afterwards).
+    minute; cached under ~/.cache/torch2jax afterwards). Nothing is run at wrap time.
 
     Args:
-        torch_fn: as in :func:`eager_bridge`; never run at wrap time (no shape inference).
-        differentiable: one flag per input.
+        op: the torch op (:class:`TorchOp`).
         input_avals: the fixed shape and dtype of each input; calling with others is an error
-            (wrap one function per shape set; the ops below cache them).
+            (wrap one op per shape set; :func:`cached_jit_bridge` does).
         output_avals: shape and dtype of the output, or a tuple of them for a tuple output.
+        residual_avals: shape and dtype of each residual ``op.forward`` returns.
 
     Returns:
-        ``g(*arrays)``, jit-compatible and differentiable: forward and backward are two FFI calls;
-        the backward runs :func:`torch_vjp` (``torch.autograd.grad`` over a re-run forward).
+        ``g(*arrays)``, jit-compatible and differentiable. Without differentiation it is one FFI
+        call returning the outputs; under ``jax.grad`` the forward FFI call also returns the
+        residuals (they stay in device memory, owned by XLA) and the backward is a second FFI
+        call of ``op.backward`` on inputs, outputs, residuals and cotangents.
     """
     t2j = _import_wrap_torch2jax()
-    differentiable = tuple(bool(flag) for flag in differentiable)
-    input_avals = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in input_avals)
+    input_avals, residual_avals = _avals(input_avals), _avals(residual_avals)
     output_leaves = _as_tuple(output_avals)
     float_outputs = tuple(_is_float(aval.dtype) for aval in output_leaves)
-    n_inputs = len(input_avals)
 
-    forward_call = t2j.torch2jax(torch_fn, *input_avals, output_shapes=output_avals, depth=0)
-    if not any(differentiable):
-        return forward_call
+    def wrap(torch_fn, avals, output_shapes):
+        return t2j.torch2jax(torch_fn, *avals, output_shapes=output_shapes, depth=0)
 
-    def backward_torch(*inputs_and_cotangents):
-        inputs, float_cotangents = inputs_and_cotangents[:n_inputs], iter(inputs_and_cotangents[n_inputs:])
+    primal_call = wrap(lambda *inputs: op.forward(*inputs)[0], input_avals, output_avals)
+    if not any(op.differentiable):
+        return primal_call
+    forward_call = wrap(op.forward, input_avals, (output_avals, residual_avals)) if residual_avals else None
+
+    n_in, n_out, n_res = len(input_avals), len(output_leaves), len(residual_avals)
+
+    def backward_torch(*flat):
+        inputs, outputs, residuals = flat[:n_in], flat[n_in : n_in + n_out], flat[n_in + n_out : n_in + n_out + n_res]
+        float_cotangents = iter(flat[n_in + n_out + n_res :])
         cotangents = tuple(next(float_cotangents) if is_float else None for is_float in float_outputs)
-        return torch_vjp(torch_fn, differentiable, inputs, cotangents)
+        return tuple(op.backward(inputs, outputs, residuals, cotangents))
 
     cotangent_avals = tuple(aval for aval, is_float in zip(output_leaves, float_outputs) if is_float)
-    grad_avals = tuple(aval for aval, is_diff in zip(input_avals, differentiable) if is_diff)
-    backward_call = t2j.torch2jax(backward_torch, *input_avals, *cotangent_avals, output_shapes=grad_avals, depth=0)
+    grad_avals = tuple(aval for aval, is_diff in zip(input_avals, op.differentiable) if is_diff)
+    backward_avals = (*input_avals, *output_leaves, *residual_avals, *cotangent_avals)
+    backward_call = wrap(backward_torch, backward_avals, grad_avals)
 
     def forward_with_residuals(*arrays):
-        return forward_call(*arrays), arrays
+        outputs, residuals = forward_call(*arrays) if forward_call else (primal_call(*arrays), ())
+        return outputs, (arrays, _as_tuple(outputs), tuple(residuals))
 
-    def backward(arrays, cotangent):
+    def backward(saved, cotangent):
+        arrays, outputs, residuals = saved
         float_cotangents = [cot for cot, is_float in zip(_as_tuple(cotangent), float_outputs) if is_float]
-        return _input_cotangents(differentiable, backward_call(*arrays, *float_cotangents))
+        return _input_cotangents(op.differentiable, backward_call(*arrays, *outputs, *residuals, *float_cotangents))
 
-    bridged = jax.custom_vjp(lambda *arrays: forward_call(*arrays))
+    bridged = jax.custom_vjp(lambda *arrays: primal_call(*arrays))
     bridged.defvjp(forward_with_residuals, backward)
     return bridged
 
 
-def _avals(arrays: Sequence[jax.Array]) -> tuple[jax.ShapeDtypeStruct, ...]:
-    return tuple(jax.ShapeDtypeStruct(tuple(a.shape), a.dtype) for a in arrays)
+def jit_bridge(
+    torch_fn: TorchFn,
+    differentiable: Sequence[bool],
+    input_avals: Sequence[jax.ShapeDtypeStruct],
+    output_avals: Avals,
+) -> Callable:
+    """Any torch function (as in :func:`eager_bridge`) inside ``jax.jit``: :func:`jit_op_bridge`
+    of :func:`autograd_op` (the backward FFI call re-runs ``torch_fn`` under autograd)."""
+    return jit_op_bridge(autograd_op(torch_fn, differentiable), input_avals, output_avals)
 
 
 def cached_jit_bridge(
     key: Hashable,
-    torch_fn: TorchFn,
-    differentiable: Sequence[bool],
+    op: TorchOp,
     input_avals: Sequence[jax.ShapeDtypeStruct],
-    output_avals: jax.ShapeDtypeStruct | tuple[jax.ShapeDtypeStruct, ...],
+    output_avals: Avals,
+    residual_avals: Sequence[jax.ShapeDtypeStruct] = (),
 ) -> Callable:
-    """:func:`jit_bridge`, wrapped once per ``(key, input shapes/dtypes)`` for the whole process.
+    """:func:`jit_op_bridge`, wrapped once per ``(key, input shapes/dtypes)`` for the whole process
+    (so retracing or a new ``jax.jit`` of the same shapes reuses the FFI registrations).
 
-    ``key`` must name the torch function and every static parameter bound into it.
+    ``key`` must name the op and every static parameter bound into it; ``op`` is used only the
+    first time a key is seen.
     """
     full_key = (key, tuple((tuple(a.shape), np.dtype(a.dtype).name) for a in input_avals))
     with _jit_bridges_lock:
         if full_key not in _jit_bridges:
-            _jit_bridges[full_key] = jit_bridge(torch_fn, differentiable, input_avals, output_avals)
+            _jit_bridges[full_key] = jit_op_bridge(op, input_avals, output_avals, residual_avals)
         return _jit_bridges[full_key]
 
 
 # ----------------------------------------------------------------------------------------------
-# nvdiffrast ops through either bridge
+# nvdiffrast ops through either bridge: nvdiffrast's forward and gradient kernels as TorchOps
+
+
+def _rasterize_op(resolution: tuple[int, int]) -> TorchOp:
+    """(clip_pos (B, V, 4), tris (F, 3)) -> rast (B, H, W, 4); backward needs rast."""
+    return TorchOp(
+        forward=lambda clip_pos, tris: (nv.rasterize_forward(clip_pos, tris, resolution), ()),
+        backward=lambda inputs, outputs, _, cotangents: (nv.rasterize_backward(*inputs, *outputs, *cotangents),),
+        differentiable=(True, False),
+    )
+
+
+_INTERPOLATE_OP = TorchOp(  # (attr, rast, tris) -> (B, H, W, C)
+    forward=lambda attr, rast, tris: (nv.interpolate_forward(attr, rast, tris), ()),
+    backward=lambda inputs, _, __, cotangents: nv.interpolate_backward(*inputs, *cotangents),
+    differentiable=(True, True, False),
+)
+
+
+def _antialias_op(topology: Any) -> TorchOp:
+    """(color, rast, clip_pos, tris) -> (B, H, W, C), residual: the work buffer."""
+
+    def forward(color, rast, clip_pos, tris):
+        out, work_buffer = nv.antialias_forward(color, rast, clip_pos, tris, topology)
+        return out, (work_buffer,)
+
+    return TorchOp(
+        forward=forward,
+        backward=lambda inputs, _, residuals, cotangents: nv.antialias_backward(*inputs, *residuals, *cotangents),
+        differentiable=(True, False, True, False),
+    )
+
+
+_TEXTURE_OP = TorchOp(  # (tex, uv) -> (B, H, W, C)
+    forward=lambda tex, uv: (nv.texture_forward(tex, uv), ()),
+    backward=lambda inputs, _, __, cotangents: nv.texture_backward(*inputs, *cotangents),
+    differentiable=(True, True),
+)
 
 
 def _call_through(
     bridge: Bridge,
     key: Hashable,
-    torch_fn: TorchFn,
-    differentiable: Sequence[bool],
+    op: TorchOp,
     arrays: Sequence[jax.Array],
     output_aval: jax.ShapeDtypeStruct,
+    residual_avals: Sequence[jax.ShapeDtypeStruct] = (),
 ) -> jax.Array:
-    """Run the nvdiffrast op ``torch_fn`` on ``arrays`` through the chosen bridge."""
+    """Run the nvdiffrast op ``op`` on ``arrays`` through the chosen bridge."""
     if bridge == "eager":
-        nv.require_nvdiffrast()
-        return eager_bridge(torch_fn, differentiable, name=str(key[0]))(*arrays)
+        nv.build_plugin()
+        return eager_op_bridge(op, name=str(key[0]))(*arrays)
     if bridge == "jit":
         nv.build_plugin()  # compile/load at trace time, not inside the first FFI call
-        return cached_jit_bridge(key, torch_fn, differentiable, _avals(arrays), output_aval)(*arrays)
+        return cached_jit_bridge(key, op, _avals(arrays), output_aval, residual_avals)(*arrays)
     raise ValueError(f"bridge must be 'eager' or 'jit', got {bridge!r}")
 
 
@@ -371,9 +478,9 @@ def rasterize(
     """
     clip_pos, tris = _batched_positions(clip_pos), _triangles(tris)
     height, width = _resolution(resolution)
-    torch_fn = functools.partial(nv.torch_rasterize, resolution=(height, width))
     output = jax.ShapeDtypeStruct((clip_pos.shape[0], height, width, 4), jnp.float32)
-    return _call_through(bridge, ("rasterize", height, width), torch_fn, (True, False), (clip_pos, tris), output)
+    op = _rasterize_op((height, width))
+    return _call_through(bridge, ("rasterize", height, width), op, (clip_pos, tris), output)
 
 
 def interpolate(
@@ -399,9 +506,7 @@ def interpolate(
     attr, rast, tris = _float32(attr, "attr", (2, 3)), _rast(rast), _triangles(tris)
     batch, height, width, _ = rast.shape
     output = jax.ShapeDtypeStruct((batch, height, width, attr.shape[-1]), jnp.float32)
-    return _call_through(
-        bridge, ("interpolate",), nv.torch_interpolate, (True, True, False), (attr, rast, tris), output
-    )
+    return _call_through(bridge, ("interpolate",), _INTERPOLATE_OP, (attr, rast, tris), output)
 
 
 def _antialias_topology(tris: jax.Array, bridge: Bridge) -> tuple[Any, Hashable | None]:
@@ -454,10 +559,11 @@ def antialias(
     color, rast = _float32(color, "color", (4,)), _rast(rast)
     clip_pos, tris = _batched_positions(clip_pos), _triangles(tris)
     topology, topology_key = _antialias_topology(tris, bridge)
-    torch_fn = functools.partial(nv.torch_antialias, topology=topology)
     output = jax.ShapeDtypeStruct(color.shape, jnp.float32)
+    work_buffer = jax.ShapeDtypeStruct(nv.antialias_work_buffer_shape(*color.shape[:3]), jnp.float32)
+    op = _antialias_op(topology)
     return _call_through(
-        bridge, ("antialias", topology_key), torch_fn, (True, False, True, False), (color, rast, clip_pos, tris), output
+        bridge, ("antialias", topology_key), op, (color, rast, clip_pos, tris), output, (work_buffer,)
     )
 
 
@@ -481,7 +587,7 @@ def texture(
     tex, uv = _float32(tex, "tex", (4,)), _float32(uv, "uv", (4,), last=2)
     batch, height, width, _ = uv.shape
     output = jax.ShapeDtypeStruct((batch, height, width, tex.shape[-1]), jnp.float32)
-    return _call_through(bridge, ("texture",), nv.torch_texture, (True, True), (tex, uv), output)
+    return _call_through(bridge, ("texture",), _TEXTURE_OP, (tex, uv), output)
 
 
 class NvdiffrastOps(NamedTuple):

@@ -11,8 +11,12 @@ the GPU extra, ``pip install 'ngdjax[gpu]'``, which brings the PyPI package ``di
 - :func:`topology_hash` builds antialias's topology hash once per triangle tensor (cached by a key
   the caller chooses, see the function).
 - ``torch_rasterize`` / ``torch_interpolate`` / ``torch_antialias`` / ``torch_texture``: the ops
-  on torch tensors, in the project's conventions (../shared/RENDER.md; README.md here). They never
-  write into their inputs, so inputs may alias JAX buffers (DLPack).
+  on torch tensors (torch autograd), in the project's conventions (../shared/RENDER.md; README.md
+  here). They never write into their inputs, so inputs may alias JAX buffers (DLPack).
+- ``*_forward`` / ``*_backward``: the same ops as direct calls of the plugin's forward and
+  gradient kernels (what nvdiffrast's autograd Functions call), for the bridges' explicit VJPs:
+  a backward takes the forward's inputs, its outputs where needed and antialias's work buffer,
+  and never re-runs the forward.
 
 The loader fix: with torch>=2.9 (pybind11 3) an extension module imported by
 ``torch.utils.cpp_extension._import_module_from_library`` is no longer put in ``sys.modules``, and
@@ -204,12 +208,22 @@ def require_nvdiffrast() -> ModuleType:
     return dr
 
 
-def build_plugin() -> None:
-    """Compile (first time, ~20 s) or load nvdiffrast's CUDA plugin now rather than inside an op.
+@functools.cache
+def plugin() -> ModuleType:
+    """nvdiffrast's compiled CUDA plugin (``nvdiffrast.torch.ops._get_plugin()``), loaded once.
 
-    Uses the public ``get_log_level``, which loads the plugin as a side effect.
+    The first call compiles it (~20 s) or loads it; later calls cost a dict lookup. Its entry points
+    used here are those nvdiffrast's own autograd Functions call (nvdiffrast/torch/ops.py, 0.3.3).
     """
-    require_nvdiffrast().get_log_level()
+    require_nvdiffrast()
+    from nvdiffrast.torch import ops
+
+    return ops._get_plugin()
+
+
+def build_plugin() -> None:
+    """Compile (first time, ~20 s) or load nvdiffrast's CUDA plugin now rather than inside an op."""
+    plugin()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,3 +348,114 @@ def torch_texture(tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
         (B, H, W, C) float32. Differentiable with respect to ``tex`` and ``uv``.
     """
     return require_nvdiffrast().texture(tex, uv, filter_mode="linear", boundary_mode="wrap")
+
+
+# ----------------------------------------------------------------------------------------------
+# The ops as direct plugin calls, forward and backward (the bridges' explicit VJPs). Same
+# conventions as above: CUDA, contiguous, float32 / int32; nothing is written into an input,
+# except antialias_backward's reset of a counter in the work buffer (see there).
+
+_NO_RANGES = torch.empty((0, 2), dtype=torch.int32)  # instanced mode: nvdiffrast's CPU `ranges`
+_FILTER_LINEAR, _BOUNDARY_WRAP = 1, 1  # nvdiffrast's texture enums (common/texture.h)
+
+
+def _raster_state(device: torch.device):
+    """The C++ rasterizer state of :func:`cuda_context` for ``device`` (a dict lookup once made)."""
+    context = _contexts.get(device.index)
+    return (context if context is not None else cuda_context(device)).cpp_wrapper
+
+
+def rasterize_forward(clip_pos: torch.Tensor, tris: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
+    """As :func:`torch_rasterize`: clip_pos (B, V, 4), tris (F, 3), (H, W) -> rast (B, H, W, 4)."""
+    rast, _ = plugin().rasterize_fwd_cuda(_raster_state(clip_pos.device), clip_pos, tris, resolution, _NO_RANGES, -1)
+    return rast
+
+
+def rasterize_backward(
+    clip_pos: torch.Tensor, tris: torch.Tensor, rast: torch.Tensor, d_rast: torch.Tensor
+) -> torch.Tensor:
+    """Gradient of :func:`rasterize_forward` (``grad_db=False``).
+
+    Args:
+        clip_pos: (B, V, 4), tris: (F, 3): the forward's inputs; rast: (B, H, W, 4) its output.
+        d_rast: (B, H, W, 4) cotangent of rast (only u, v are used).
+
+    Returns:
+        d_clip_pos: (B, V, 4).
+    """
+    return plugin().rasterize_grad(clip_pos, tris, rast, d_rast)
+
+
+def interpolate_forward(attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
+    """As :func:`torch_interpolate`: attr (V, C) or (B, V, C), rast (B, H, W, 4), tris (F, 3) ->
+    (B, H, W, C)."""
+    return plugin().interpolate_fwd(attr, rast, tris)[0]
+
+
+def interpolate_backward(
+    attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor, d_out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of :func:`interpolate_forward`: the forward's inputs and d_out (B, H, W, C) ->
+    (d_attr shaped like attr, d_rast (B, H, W, 4))."""
+    return plugin().interpolate_grad(attr, rast, tris, d_out)
+
+
+def antialias_work_buffer_shape(batch: int, height: int, width: int) -> tuple[int]:
+    """Shape of :func:`antialias_forward`'s float32 work buffer: one int4 header plus two int4
+    work items per pixel (nvdiffrast/torch/torch_antialias.cpp)."""
+    return (batch * height * width * 8 + 4,)
+
+
+def antialias_forward(
+    color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, tris: torch.Tensor, topology
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`torch_antialias`, also returning what the backward needs.
+
+    Args:
+        color: (B, H, W, C); rast: (B, H, W, 4); clip_pos: (B, V, 4); tris: (F, 3).
+        topology: from :func:`topology_hash` for these ``tris``, or None to build one now.
+
+    Returns:
+        out: (B, H, W, C); work_buffer: float32 of :func:`antialias_work_buffer_shape` (B, H, W),
+        the silhouette work items :func:`antialias_backward` consumes.
+    """
+    if topology is None:
+        topology = plugin().antialias_construct_topology_hash(tris)
+    return plugin().antialias_fwd(color, rast, clip_pos, tris, topology)
+
+
+def antialias_backward(
+    color: torch.Tensor,
+    rast: torch.Tensor,
+    clip_pos: torch.Tensor,
+    tris: torch.Tensor,
+    work_buffer: torch.Tensor,
+    d_out: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of :func:`antialias_forward` (``pos_gradient_boost=1``).
+
+    Args:
+        color, rast, clip_pos, tris: the forward's inputs; work_buffer: its second output.
+        d_out: (B, H, W, C) cotangent of out.
+
+    Returns:
+        d_color: (B, H, W, C); d_clip_pos: (B, V, 4).
+
+    nvdiffrast zeroes and then counts with one int of the work buffer's header (the gradient
+    kernel's work counter): the only write into an input, harmless because it is reset before
+    use (two backward calls on one buffer, one after the other, give the same result).
+    """
+    return plugin().antialias_grad(color, rast, clip_pos, tris, d_out, work_buffer)
+
+
+def texture_forward(tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """As :func:`torch_texture` (linear, wrap): tex (B, h, w, C), uv (B, H, W, 2) -> (B, H, W, C)."""
+    return plugin().texture_fwd(tex, uv, _FILTER_LINEAR, _BOUNDARY_WRAP)
+
+
+def texture_backward(
+    tex: torch.Tensor, uv: torch.Tensor, d_out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of :func:`texture_forward`: the forward's inputs and d_out (B, H, W, C) ->
+    (d_tex shaped like tex, d_uv (B, H, W, 2))."""
+    return plugin().texture_grad_linear(tex, uv, d_out, _FILTER_LINEAR, _BOUNDARY_WRAP)
