@@ -186,8 +186,9 @@ def _visible_triangle_ids(clip_pos, tris, height, width, capacity, check_capacit
     """triangle_id + 1 per pixel (0 = background) for one image."""
     setup = _triangle_setup(clip_pos, tris, height, width)
     triangle, local, used, total = _fragment_triangles(setup["box"][:, 2] * setup["box"][:, 3], capacity)
-    if check_capacity:
-        jax.debug.callback(functools.partial(_check_capacity, capacity=capacity), total)
+    if check_capacity:  # the host callback runs only on overflow, not on every call
+        report = functools.partial(_check_capacity, capacity=capacity)
+        jax.lax.cond(total > capacity, lambda t: jax.debug.callback(report, t), lambda t: None, total)
     col0, row0, box_w, _ = (setup["box"][triangle, k] for k in range(4))
     box_w = jnp.maximum(box_w, 1)
     col = col0 + local % box_w
