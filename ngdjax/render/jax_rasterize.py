@@ -66,9 +66,13 @@ def rasterize(
     height, width = resolution
     clip_pos = clip_pos[None] if clip_pos.ndim == 2 else clip_pos
     capacity = fragment_capacity or default_fragment_capacity(resolution, tris.shape[0])
-    ids = jax.vmap(lambda p: _visible_triangle_ids(jax.lax.stop_gradient(p).astype(jnp.float32), tris, height, width, capacity,
-                                                   check_capacity))(clip_pos)
-    return jax.vmap(lambda p, i: _barycentrics(p, tris, i, width, height))(clip_pos, ids)
+    # A Python loop over the (small, static) batch: vmapped gathers and scatters are slower on CPU.
+    images = []
+    for positions in clip_pos:
+        ids = _visible_triangle_ids(jax.lax.stop_gradient(positions).astype(jnp.float32), tris, height, width,
+                                    capacity, check_capacity)
+        images.append(_barycentrics(positions, tris, ids, width, height))
+    return jnp.stack(images)
 
 
 # ----------------------------------------------------------------------------------------------
