@@ -1,0 +1,1 @@
+"""Body models behind one interface, and garment skinning (METHOD section 3)."""
