@@ -1,0 +1,1 @@
+"""Monocular sequences: the one on-disk format (docs/sequence_format.md), its validation, loaders."""
