@@ -44,11 +44,11 @@ def _scipy_lu_host_step(solver, vertices, faces):
     rhs_transpose = jax.jit(lambda j, b: jax.vjp(lambda jj: poisson_rhs(solver, jj), j)[1](b)[0])
 
     def forward(jacobians):
-        return jnp.asarray(host.solve(np.asarray(rhs(jacobians))))  # device -> host -> device
+        return jnp.asarray(host.solve(np.asarray(rhs(jacobians))), jnp.float32)  # device -> host -> device
 
     def step(jacobians, weights):
         value = jnp.sum(weights * forward(jacobians))
-        rhs_cotangent = jnp.asarray(host.solve_adjoint(np.asarray(weights)))
+        rhs_cotangent = jnp.asarray(host.solve_adjoint(np.asarray(weights)), jnp.float32)
         return value, rhs_transpose(jacobians, rhs_cotangent)
 
     return step, forward

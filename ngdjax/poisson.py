@@ -81,12 +81,12 @@ class HostPoissonFactor:
         return x
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """Centred solution of ``L x = rhs`` (V, 3); ``rhs`` must sum to zero per component."""
-        return self._centre(self._pinned_solve(np.asarray(rhs, dtype=np.float64))).astype(rhs.dtype)
+        """Centred solution of ``L x = rhs`` (V, 3) in float64; ``rhs`` must sum to zero per component."""
+        return self._centre(self._pinned_solve(np.asarray(rhs, dtype=np.float64)))
 
     def solve_adjoint(self, cotangent: np.ndarray) -> np.ndarray:
-        """The transpose of :meth:`solve` applied to a (V, 3) cotangent."""
-        return self._pinned_solve(self._centre(np.asarray(cotangent, dtype=np.float64))).astype(cotangent.dtype)
+        """The transpose of :meth:`solve` applied to a (V, 3) cotangent, in float64."""
+        return self._pinned_solve(self._centre(np.asarray(cotangent, dtype=np.float64)))
 
 
 @functools.partial(
@@ -188,8 +188,10 @@ _host_apply.defvjp(_host_apply_fwd, _host_apply_bwd)
 
 
 def _callback(host_function, array: Array) -> Array:
-    shape = jax.ShapeDtypeStruct(array.shape, array.dtype)
-    return jax.pure_callback(host_function, shape, array, vmap_method="sequential")
+    """``host_function`` (float64 numpy in and out) on the host; the result has ``array``'s dtype."""
+    result = jax.ShapeDtypeStruct(array.shape, array.dtype)
+    return jax.pure_callback(lambda x: np.asarray(host_function(x), dtype=result.dtype), result, array,
+                             vmap_method="sequential")
 
 
 def dense_pseudo_inverse(system: scipy.sparse.spmatrix, labels: np.ndarray, dtype=jnp.float32) -> Array:
