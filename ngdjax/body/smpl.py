@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ngdjax.body.rotations import rotation_matrices
+from ngdjax.body.skinning import linear_blend_skinning
 from ngdjax.errors import InputError
 
 SMPL_HELP = ("SMPL's licence forbids redistribution, so ngdjax cannot ship it: register at "
@@ -76,17 +78,6 @@ def load_smpl(path: str) -> SMPLModel:
     )
 
 
-def rodrigues(axis_angle: Float[Array, "K 3"]) -> Float[Array, "K 3 3"]:
-    """Rotation matrices of axis-angle vectors (the norm taken of ``v + 1e-8``, as SMPL does)."""
-    angle = jnp.linalg.norm(axis_angle + 1e-8, axis=-1, keepdims=True)
-    axis = axis_angle / angle
-    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
-    zero = jnp.zeros_like(x)
-    skew = jnp.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(-1, 3, 3)
-    sin, cos = jnp.sin(angle)[..., None], jnp.cos(angle)[..., None]
-    return jnp.eye(3, dtype=axis_angle.dtype)[None] + sin * skew + (1.0 - cos) * (skew @ skew)
-
-
 def _shaped(model: SMPLModel, betas: Float[Array, " S"]) -> Float[Array, "N 3"]:
     return model.v_template + jnp.einsum("nds,s->nd", model.shapedirs[..., : betas.shape[0]], betas)
 
@@ -101,7 +92,7 @@ def bone_transforms(
         betas: (S,) shape. pose: (3 K,) axis-angle per joint, root first. translation: (3,).
     """
     joints = model.J_regressor @ _shaped(model, betas)  # (K, 3)
-    rotations = rodrigues(pose.reshape(-1, 3))
+    rotations = rotation_matrices(pose.reshape(-1, 3))
     local_offsets = joints - jnp.stack([joints[p] if p >= 0 else jnp.zeros(3, joints.dtype) for p in model.parents])
     bottom = jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 1.0], joints.dtype), (len(model.parents), 1, 4))
     local = jnp.concatenate([jnp.concatenate([rotations, local_offsets[:, :, None]], axis=2), bottom], axis=1)
@@ -118,9 +109,7 @@ def body_vertices(
     model: SMPLModel, betas: Float[Array, " S"], pose: Float[Array, " P"], translation: Float[Array, " 3"]
 ) -> Float[Array, "N 3"]:
     """The posed body (N, 3): shape and pose blend shapes, then linear blend skinning."""
-    rotations = rodrigues(pose.reshape(-1, 3))
+    rotations = rotation_matrices(pose.reshape(-1, 3))
     pose_feature = (rotations[1:] - jnp.eye(3, dtype=rotations.dtype)[None]).reshape(-1)
     rest = _shaped(model, betas) + (pose_feature @ model.posedirs).reshape(-1, 3)
-    transforms = bone_transforms(model, betas, pose, translation)
-    blended = jnp.einsum("nk,kij->nij", model.weights, transforms)
-    return jnp.einsum("nij,nj->ni", blended[:, :3, :3], rest) + blended[:, :3, 3]
+    return linear_blend_skinning(rest, model.weights, bone_transforms(model, betas, pose, translation))

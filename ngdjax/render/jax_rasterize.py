@@ -27,7 +27,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int
 
 SUBPIXEL = 16  # nvdiffrast snaps to 1/16 pixel
