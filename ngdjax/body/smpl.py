@@ -78,7 +78,8 @@ def load_smpl(path: str) -> SMPLModel:
     )
 
 
-def _shaped(model: SMPLModel, betas: Float[Array, " S"]) -> Float[Array, "N 3"]:
+def shaped_vertices(model: SMPLModel, betas: Float[Array, " S"]) -> Float[Array, "N 3"]:
+    """Rest vertices (N, 3) with the shape blend shapes of ``betas`` (S,) applied."""
     return model.v_template + jnp.einsum("nds,s->nd", model.shapedirs[..., : betas.shape[0]], betas)
 
 
@@ -91,7 +92,7 @@ def bone_transforms(
     Args:
         betas: (S,) shape. pose: (3 K,) axis-angle per joint, root first. translation: (3,).
     """
-    joints = model.J_regressor @ _shaped(model, betas)  # (K, 3)
+    joints = model.J_regressor @ shaped_vertices(model, betas)  # (K, 3)
     rotations = rotation_matrices(pose.reshape(-1, 3))
     local_offsets = joints - jnp.stack([joints[p] if p >= 0 else jnp.zeros(3, joints.dtype) for p in model.parents])
     bottom = jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 1.0], joints.dtype), (len(model.parents), 1, 4))
@@ -111,5 +112,5 @@ def body_vertices(
     """The posed body (N, 3): shape and pose blend shapes, then linear blend skinning."""
     rotations = rotation_matrices(pose.reshape(-1, 3))
     pose_feature = (rotations[1:] - jnp.eye(3, dtype=rotations.dtype)[None]).reshape(-1)
-    rest = _shaped(model, betas) + (pose_feature @ model.posedirs).reshape(-1, 3)
+    rest = shaped_vertices(model, betas) + (pose_feature @ model.posedirs).reshape(-1, 3)
     return linear_blend_skinning(rest, model.weights, bone_transforms(model, betas, pose, translation))
