@@ -25,3 +25,35 @@ def write_image(path: str, pixels: np.ndarray) -> None:
     temporary = f"{stem}.tmp{suffix}"
     Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(temporary)
     os.replace(temporary, path)
+
+
+def write_mesh(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write a triangle mesh (V, 3) / (F, 3) to ``path`` atomically, vertex order kept (.obj, .ply)."""
+    import trimesh
+
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    stem, suffix = os.path.splitext(path)
+    temporary = f"{stem}.tmp{suffix}"
+    trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces), process=False).export(temporary)
+    os.replace(temporary, path)
+
+
+def read_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A triangle mesh file as vertices (V, 3) float64 and faces (F, 3) int64, vertex order kept."""
+    import trimesh
+
+    mesh = trimesh.load(path, force="mesh", process=False)
+    return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+
+
+def write_atomic(path: str, write) -> None:
+    """Call ``write(temporary_path)``, then rename the result to ``path``."""
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    stem, suffix = os.path.splitext(path)
+    temporary = f"{stem}.tmp{suffix}"
+    write(temporary)
+    os.replace(temporary, path)
