@@ -1,0 +1,249 @@
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ngdjax import procedural
+from ngdjax.mesh import boundary_loops, edges, face_areas, face_centroids, non_manifold_edges, validate_mesh
+from ngdjax.poisson import build_poisson_solver, jacobians_from_vertices, solve
+from ngdjax.remesh import (
+    RemeshSchedule,
+    face_gradient_statistic,
+    flip_edges,
+    idw_transfer,
+    merge_close_vertices,
+    remesh_template,
+    select_faces,
+    split_edges,
+    transfer_face_state,
+    valence_energy,
+)
+
+
+def grid(n: int = 3, jitter: float = 0.0, seed: int = 0):
+    """Flat n x n vertex grid on [0, 1]^2 (z = 0), alternating diagonals, normals +z."""
+    x, y = np.meshgrid(np.linspace(0, 1, n), np.linspace(0, 1, n), indexing="xy")
+    vertices = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], axis=1)
+    interior = (vertices[:, :2] > 0) & (vertices[:, :2] < 1)
+    vertices[:, :2] += jitter * interior * np.random.default_rng(seed).uniform(-1, 1, (n * n, 2))
+    faces = []
+    for i in range(n - 1):
+        for j in range(n - 1):
+            a, b, c, d = i * n + j, i * n + j + 1, (i + 1) * n + j, (i + 1) * n + j + 1
+            faces += [[a, b, d], [a, d, c]] if (i + j) % 2 == 0 else [[a, b, c], [b, d, c]]
+    return vertices, np.asarray(faces)
+
+
+MESHES = {
+    "grid_3x3": lambda: grid(3),
+    "grid_6x6_jittered": lambda: grid(6, jitter=0.05),
+    "cylinder": lambda: procedural.open_cylinder(150),
+    "garment": lambda: procedural.garment(300),
+}
+
+
+# --- naive references --------------------------------------------------------------------------
+
+
+def naive_split(vertices, faces, vertex_mask, min_length):
+    """Edge by edge, face by face: a midpoint per qualifying edge (shared through a dict)."""
+    vertices = [tuple(v) for v in vertices]
+    midpoint = {}
+    for face in faces:
+        for i in range(3):
+            p, q = sorted((int(face[i]), int(face[(i + 1) % 3])))
+            length = np.linalg.norm(np.subtract(vertices[p], vertices[q]))
+            if vertex_mask[p] and vertex_mask[q] and length > min_length and (p, q) not in midpoint:
+                midpoint[(p, q)] = None
+    for key in sorted(midpoint):  # new vertices in edge order
+        midpoint[key] = len(vertices)
+        vertices.append(tuple((np.asarray(vertices[key[0]]) + np.asarray(vertices[key[1]])) / 2))
+    out = []
+    for face in faces:
+        face = [int(v) for v in face]
+        mids = [midpoint.get(tuple(sorted((face[i], face[(i + 1) % 3])))) for i in range(3)]
+        count = sum(m is not None for m in mids)
+        if count == 0:
+            out.append(face)
+            continue
+        for shift in range(3):  # rotate into the canonical pattern
+            a, b, c = face[shift:] + face[:shift]
+            m0, m1, m2 = mids[shift:] + mids[:shift]
+            if count == 1 and m0 is not None or count == 2 and m2 is None or count == 3:
+                break
+        if count == 1:
+            out += [[a, m0, c], [m0, b, c]]
+        elif count == 2:
+            out.append([m0, b, m1])
+            if np.linalg.norm(np.subtract(vertices[a], vertices[m1])) <= np.linalg.norm(np.subtract(vertices[m0], vertices[c])):
+                out += [[a, m0, m1], [a, m1, c]]
+            else:
+                out += [[a, m0, c], [m0, m1, c]]
+        else:
+            out += [[a, m0, m2], [m0, b, m1], [m2, m1, c], [m0, m1, m2]]
+    return np.asarray(vertices), np.asarray(out), len(midpoint)
+
+
+def naive_flip(vertices, faces, boundary_valence=4, count_folding=False):
+    """Every interior edge tried by really flipping it and recomputing the energy; then greedy."""
+    faces = [list(map(int, f)) for f in faces]
+    energy = valence_energy(np.asarray(faces), len(vertices), boundary_valence)
+    edge_set = {tuple(e) for e in edges(np.asarray(faces))}
+    half_edge = {(g[j], g[(j + 1) % 3]): (f, j) for f, g in enumerate(faces) for j in range(3)}
+    candidates, n_folding = [], 0
+    for f1, face in enumerate(faces):
+        for i in range(3):
+            a, b, c = face[i], face[(i + 1) % 3], face[(i + 2) % 3]
+            if a > b:
+                continue
+            if (b, a) not in half_edge:
+                continue  # boundary edge
+            f2, j = half_edge[(b, a)]
+            d = faces[f2][(j + 2) % 3]
+            trial = [list(g) for g in faces]
+            trial[f1], trial[f2] = [c, a, d], [d, b, c]
+            change = valence_energy(np.asarray(trial), len(vertices), boundary_valence) - energy
+            old_normal = sum(np.cross(vertices[g[1]] - vertices[g[0]], vertices[g[2]] - vertices[g[0]]) for g in (faces[f1], faces[f2]))
+            normals_ok = all(
+                np.dot(np.cross(vertices[g[1]] - vertices[g[0]], vertices[g[2]] - vertices[g[0]]), old_normal) > 0
+                for g in (trial[f1], trial[f2])
+            )
+            n_folding += change < 0 and not normals_ok
+            if change < 0 and normals_ok and tuple(sorted((c, d))) not in edge_set:
+                candidates.append((change, (a, b), f1, f2, [c, a, d], [d, b, c], {a, b, c, d}))
+    used = set()
+    for change, _, f1, f2, new1, new2, quad in sorted(candidates, key=lambda t: (t[0], t[1])):
+        if not quad & used:
+            used |= quad
+            faces[f1], faces[f2] = new1, new2
+    return (np.asarray(faces), n_folding) if count_folding else np.asarray(faces)
+
+
+def oriented_triangles(vertices, faces, decimals=9):
+    """A set of triangles by rounded coordinates, each rotated to start at its smallest corner:
+    equal sets mean the same oriented triangles, whatever the vertex numbering."""
+    out = set()
+    for face in faces:
+        corners = [tuple(np.round(vertices[v], decimals)) for v in face]
+        start = min(range(3), key=lambda i: corners[i])
+        out.add(tuple(corners[start:] + corners[:start]))
+    return out
+
+
+def assert_clean(vertices, faces, n_loops):
+    """Manifold, consistently oriented, valid mesh with ``n_loops`` boundary loops."""
+    validate_mesh(vertices, faces)
+    assert len(non_manifold_edges(faces)) == 0
+    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    assert len(np.unique(directed, axis=0)) == len(directed), "a half-edge appears twice: inconsistent orientation"
+    assert len(boundary_loops(faces)) == n_loops
+
+
+def random_mask(n, fraction, seed):
+    return np.random.default_rng(seed).uniform(size=n) < fraction
+
+
+# --- split -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MESHES)
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def test_split_matches_naive_reference(name, fraction):
+    vertices, faces = MESHES[name]()
+    mask = random_mask(len(vertices), fraction, seed=1)
+    min_length = 0.9 * np.median(np.linalg.norm(np.subtract(*vertices[edges(faces)].transpose(1, 0, 2)), axis=1))
+    new_vertices, new_faces, parents = split_edges(vertices, faces, mask, min_length)
+    ref_vertices, ref_faces, n_ref = naive_split(vertices, faces, mask, min_length)
+
+    assert n_ref > 0
+    assert len(new_vertices) == len(vertices) + n_ref == len(vertices) + len(parents)
+    np.testing.assert_array_equal(new_vertices[: len(vertices)], vertices)
+    np.testing.assert_allclose(new_vertices[len(vertices):], vertices[parents].mean(axis=1))
+    assert oriented_triangles(new_vertices, new_faces) == oriented_triangles(ref_vertices, ref_faces)
+    assert_clean(new_vertices, new_faces, len(boundary_loops(faces)))
+    np.testing.assert_allclose(face_areas(new_vertices, new_faces).sum(), face_areas(vertices, faces).sum(), rtol=1e-12)
+
+
+def test_split_on_flat_grid_preserves_area_and_normals_exactly():
+    vertices, faces = grid(3)
+    new_vertices, new_faces, parents = split_edges(vertices, faces, np.ones(9, bool), 0.0)
+    assert len(parents) == len(edges(faces)) == 16
+    assert len(new_faces) == 4 * len(faces)  # every face has 3 split edges
+    assert face_areas(new_vertices, new_faces).sum() == 1.0
+    np.testing.assert_array_equal(np.sign(np.cross(*(new_vertices[new_faces[:, 1:]] - new_vertices[new_faces[:, :1]]).transpose(1, 0, 2))[:, 2]), 1)
+    # The boundary loop went from 8 to 16 vertices, through the new midpoints.
+    assert len(boundary_loops(new_faces)[0]) == 16
+
+
+def test_split_respects_mask_and_min_length():
+    vertices, faces = grid(3)
+    _, _, parents = split_edges(vertices, faces, np.ones(9, bool), min_length=0.6)  # only diagonals (0.707)
+    np.testing.assert_allclose(np.linalg.norm(np.subtract(*vertices[parents].transpose(1, 0, 2)), axis=1), np.sqrt(0.5) / 1)
+    mask = np.zeros(9, bool)
+    mask[[0, 1]] = True
+    _, new_faces, parents = split_edges(vertices, faces, mask, 0.0)
+    np.testing.assert_array_equal(parents, [[0, 1]])
+    assert len(new_faces) == len(faces) + 1  # a boundary edge: one face becomes two
+
+
+# --- flip --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MESHES)
+@pytest.mark.parametrize("boundary_valence", [4, 6])
+def test_flip_matches_naive_reference(name, boundary_valence):
+    vertices, faces = MESHES[name]()
+    # Split first: mixed valences give the flips something to do.
+    vertices, faces, _ = split_edges(vertices, faces, random_mask(len(vertices), 0.6, seed=2), 0.0)
+    flipped = flip_edges(vertices, faces, boundary_valence)
+    reference = naive_flip(vertices, faces, boundary_valence)
+    assert (flipped != faces).any()
+    np.testing.assert_array_equal(flipped, reference)
+    before = valence_energy(faces, len(vertices), boundary_valence)
+    assert valence_energy(flipped, len(vertices), boundary_valence) < before
+    assert_clean(vertices, flipped, len(boundary_loops(faces)))
+    # Boundary edges never flip.
+    assert {tuple(e) for e in np.sort(boundary_loops_edges(faces), 1)} == {tuple(e) for e in np.sort(boundary_loops_edges(flipped), 1)}
+
+
+def boundary_loops_edges(faces):
+    return np.concatenate([np.stack([loop, np.roll(loop, -1)], 1) for loop in boundary_loops(faces)] or [np.zeros((0, 2), int)])
+
+
+def test_flip_never_folds_a_flat_mesh():
+    # A strongly jittered grid has non-convex quads, where a valence-improving flip would fold.
+    vertices, faces = grid(8, jitter=0.06, seed=3)
+    vertices, faces, _ = split_edges(vertices, faces, random_mask(len(vertices), 0.7, seed=4), 0.0)
+    flipped = flip_edges(vertices, faces)
+    reference, n_folding = naive_flip(vertices, faces, 4, count_folding=True)
+    assert n_folding > 0
+    np.testing.assert_array_equal(flipped, reference)
+    assert (np.cross(*(vertices[flipped[:, 1:]] - vertices[flipped[:, :1]]).transpose(1, 0, 2))[:, 2] > 0).all()
+
+
+# --- merge -------------------------------------------------------------------------------------
+
+
+def test_merge_close_vertices_keeps_order_and_drops_degenerate_faces():
+    vertices, faces = grid(3)
+    # Duplicate vertex 4 as vertex 9 (within tolerance) and route two faces through the duplicate;
+    # add an unreferenced vertex 10 and a face that collapses to an edge after merging.
+    vertices = np.concatenate([vertices, vertices[4:5] + 1e-8, [[5.0, 5, 5]]])
+    faces = faces.copy()
+    faces[[0, 3]] = np.where(faces[[0, 3]] == 4, 9, faces[[0, 3]])
+    faces = np.concatenate([faces, [[4, 9, 0]]])
+    merged_vertices, merged_faces, old_to_new = merge_close_vertices(vertices, faces)
+    np.testing.assert_array_equal(merged_vertices, vertices[:9])
+    np.testing.assert_array_equal(old_to_new, [0, 1, 2, 3, 4, 5, 6, 7, 8, 4, -1])
+    np.testing.assert_array_equal(merged_faces, grid(3)[1])
+    # A mesh without duplicates comes back unchanged, in order (no lexicographic reordering).
+    v, f = procedural.garment(300)
+    permutation = np.random.default_rng(0).permutation(len(v))
+    v, f = v[permutation], np.argsort(permutation)[f]
+    same_v, same_f, identity = merge_close_vertices(v, f)
+    np.testing.assert_array_equal(same_v, v)
+    np.testing.assert_array_equal(same_f, f)
+    np.testing.assert_array_equal(identity, np.arange(len(v)))
