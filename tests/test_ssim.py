@@ -13,7 +13,10 @@ from ngdjax.ssim import gaussian_window_1d, ssim, ssim_map
 def _reference_ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The formula written out with a 2-D 11x11 window and scipy's zero-padded correlation."""
     window = np.outer(gaussian_window_1d(), gaussian_window_1d())
-    blur = lambda x: correlate(x, window, mode="constant", cval=0.0)  # noqa: E731
+
+    def blur(x):
+        return correlate(x, window, mode="constant", cval=0.0)
+
     channels = [a] if a.ndim == 2 else [a[..., c] for c in range(a.shape[-1])]
     others = [b] if b.ndim == 2 else [b[..., c] for c in range(b.shape[-1])]
     maps = []
