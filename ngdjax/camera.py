@@ -26,7 +26,7 @@ def perspective(fx: float, fy: float, cx: float, cy: float, width: int, height: 
     y down, principal point (cx, cy)), producing images whose row 0 is the top row."""
     return np.array([
         [2 * fx / width, 0.0, 1.0 - 2 * cx / width, 0.0],
-        [0.0, -2 * fy / height, 2 * cy / height - 1.0, 0.0],
+        [0.0, -2 * fy / height, 1.0 - 2 * cy / height, 0.0],
         [0.0, 0.0, -(far + near) / (far - near), -2 * far * near / (far - near)],
         [0.0, 0.0, -1.0, 0.0],
     ])
