@@ -25,16 +25,24 @@ import numpy as np
 from tqdm import tqdm
 
 from ngdjax.data.conversion import (
-    attempt, load_pickle, missing_files, missing_keys, opencv_to_opengl, require_keys, resize, scaled_intrinsics, vector,
+    attempt,
+    load_pickle,
+    missing_files,
+    missing_keys,
+    opencv_to_opengl,
+    require_keys,
+    resize,
+    scaled_intrinsics,
+    vector,
 )
 from ngdjax.data.loader import write_sequence
 from ngdjax.errors import InputError
 from ngdjax.garment import load_template
 from ngdjax.io import read_image
+from ngdjax.render.backend import get_renderer
 
 SURFACE_LABELS = ("skin", "hair", "shoe", "upper", "lower", "outer")  # the release's dataset/utility.py
 GARMENTS = ("upper", "lower", "outer")
-RELEASED_CAMERAS = ("0004", "0028", "0052", "0076")
 SMPL_KEYS = ("global_orient", "body_pose", "transl", "betas")
 CAMERA_KEYS = ("intrinsics", "extrinsics")
 TEMPLATE_REQUIRED = (
@@ -123,8 +131,6 @@ def convert_dress4d(take_dir: str, out_dir: str, camera_id: str = "0004", garmen
         InputError: naming the file or key of every problem (checked before any heavy work).
     """
     names, camera = check_take(take_dir, camera_id, garment, template_path, frames)
-    from ngdjax.render.backend import get_renderer
-
     renderer = get_renderer(render_backend)
     template_vertices, template_faces = load_template(template_path)
     first_image = frame_files(take_dir, camera_id, names[0])["image"]

@@ -25,7 +25,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ngdjax.data.conversion import (
-    attempt, load_npz, missing_files, missing_keys, opencv_to_opengl, resize, scaled_intrinsics,
+    attempt,
+    load_npz,
+    missing_files,
+    missing_keys,
+    opencv_to_opengl,
+    resize,
+    scaled_intrinsics,
 )
 from ngdjax.data.loader import write_sequence
 from ngdjax.data.sequence import frame_name
