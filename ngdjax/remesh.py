@@ -64,8 +64,9 @@ def face_gradient_statistic(
 
     Args:
         grad_image: (H, W) or (H, W, C) gradient of the loss w.r.t. the rendered (diffuse) image.
-        target_mask: (H, W) target garment mask (0 outside), any numeric dtype.
-        face_ids: (H, W) int, 0 for background and ``f + 1`` for face ``f`` (rast channel 3).
+        target_mask: (H, W) target garment mask (0 outside), bool or numeric.
+        face_ids: (H, W) int (or the float ids of rast channel 3), 0 for background and ``f + 1``
+            for face ``f``.
         n_faces: F (static).
 
     Returns:
@@ -75,13 +76,15 @@ def face_gradient_statistic(
     """
     dtype = grad_image.dtype
     magnitude = jnp.linalg.norm(grad_image, axis=-1) if grad_image.ndim == 3 else jnp.abs(grad_image)
-    masked = magnitude * target_mask.astype(dtype)
+    mask = target_mask.astype(dtype)
+    ids = face_ids.astype(jnp.int32)
+    masked = magnitude * mask
     low, high = jnp.min(masked), jnp.max(masked)
     span = high - low
     normalised = jnp.where(span > 0, (masked - low) / jnp.where(span > 0, span, jnp.ones_like(span)), 0)
-    counted = (target_mask != 0) & (face_ids > 0)
+    counted = (mask != 0) & (ids > 0)
     # Pixels that do not count go to an extra segment n_faces, dropped afterwards.
-    segment = jnp.where(counted, face_ids.astype(jnp.int32) - 1, n_faces).reshape(-1)
+    segment = jnp.where(counted, ids - 1, n_faces).reshape(-1)
     sums = jax.ops.segment_sum(normalised.reshape(-1), segment, num_segments=n_faces + 1)[:n_faces]
     counts = jax.ops.segment_sum(jnp.ones_like(normalised).reshape(-1), segment, num_segments=n_faces + 1)[:n_faces]
     seen = counts > 0
@@ -422,8 +425,8 @@ def _apply_idw(indices: np.ndarray, weights: np.ndarray, values):
 
 
 def idw_transfer(
-    old_points: Float[np.ndarray, "N 3"], old_values: Float[Any, "N *D"], new_points: Float[np.ndarray, "M 3"], k: int
-) -> Float[Any, "M *D"]:
+    old_points: Float[np.ndarray, "N 3"], old_values: Float[Any, "N ..."], new_points: Float[np.ndarray, "M 3"], k: int
+) -> Float[Any, "M ..."]:
     """Inverse-distance-weighted transfer of per-point values (METHOD 7.4).
 
     Each new point gets ``sum_i w_i old_values[i]`` over its ``k`` nearest old points (a

@@ -7,7 +7,15 @@ import optax
 import pytest
 
 from ngdjax import procedural
-from ngdjax.mesh import boundary_edges, boundary_loops, edges, face_areas, face_centroids, non_manifold_edges, validate_mesh
+from ngdjax.mesh import (
+    boundary_edges,
+    boundary_loops,
+    edges,
+    face_areas,
+    face_centroids,
+    non_manifold_edges,
+    validate_mesh,
+)
 from ngdjax.poisson import build_poisson_solver, jacobians_from_vertices, solve
 from ngdjax.remesh import (
     RemeshSchedule,
@@ -115,7 +123,7 @@ def naive_flip(vertices, faces, boundary_valence=4, count_folding=False):
             trial = [list(g) for g in faces]
             trial[f1], trial[f2] = [c, a, d], [d, b, c]
             change = energy_of(trial) - energy
-            old_normal = sum(np.cross(vertices[g[1]] - vertices[g[0]], vertices[g[2]] - vertices[g[0]]) for g in (faces[f1], faces[f2]))
+            old_normal = sum(np.cross(vertices[g[1]] - vertices[g[0]], vertices[g[2]] - vertices[g[0]]) for g in (face, faces[f2]))
             normals_ok = all(
                 np.dot(np.cross(vertices[g[1]] - vertices[g[0]], vertices[g[2]] - vertices[g[0]]), old_normal) > 0
                 for g in (trial[f1], trial[f2])
@@ -360,8 +368,9 @@ def test_face_gradient_statistic_matches_a_naive_loop(channels):
 
 
 def test_face_gradient_statistic_of_a_zero_gradient_is_zero():
+    # Also: a bool mask and the float ids of a rast buffer are accepted.
     means, seen = face_gradient_statistic(
-        jnp.zeros((4, 4, 3), jnp.float32), jnp.ones((4, 4), jnp.float32), jnp.ones((4, 4), jnp.int32), 2
+        jnp.zeros((4, 4, 3), jnp.float32), jnp.ones((4, 4), bool), jnp.ones((4, 4), jnp.float32), 2
     )
     np.testing.assert_array_equal(np.asarray(means), [0.0, 0.0])
     np.testing.assert_array_equal(np.asarray(seen), [1.0, 0.0])
@@ -393,7 +402,7 @@ def test_idw_transfer_of_a_linear_field_is_close():
     rng = np.random.default_rng(7)
     old = rng.uniform(size=(4000, 3))
     new = rng.uniform(0.1, 0.9, size=(200, 3))
-    linear = lambda p: p @ np.array([[1.0, -2.0], [0.5, 0.0], [0.0, 3.0]]) + 1.0  # noqa: E731
+    linear = lambda p: p @ np.array([[1.0, -2.0], [0.5, 0.0], [0.0, 3.0]]) + 1.0
     transferred = idw_transfer(old, jnp.asarray(linear(old), jnp.float32), new, k=3)
     assert isinstance(transferred, jax.Array) and transferred.dtype == jnp.float32
     # Within the spacing of the old points (~0.06) times the gradient (|grad| <= 3.6).
