@@ -93,7 +93,7 @@ def level_layout(config: HashGridConfig) -> _LevelLayout:
     levels = np.arange(config.n_levels, dtype=np.float32)
     log2_scale = np.log2(np.float32(config.per_level_scale))
     scales = (np.exp2(levels * log2_scale) * np.float32(config.base_resolution) - np.float32(1.0)).astype(np.float32)
-    resolutions = [int(math.ceil(float(s))) + 1 for s in scales]
+    resolutions = [math.ceil(float(s)) + 1 for s in scales]
     max_size = 2**config.log2_table_size
     dense_sizes = [min(r**d, 2**31 - 1) for r in resolutions]  # tcnn caps at uint32 max / 2
     table_sizes = [min(_round_up(n, 8), max_size) for n in dense_sizes]
