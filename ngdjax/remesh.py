@@ -127,8 +127,9 @@ def split_marked_edges(
 ) -> tuple[Float[np.ndarray, "V2 3"], Int[np.ndarray, "F2 3"], Int[np.ndarray, "N 2"]]:
     """Split the marked edges (``split`` in :func:`ngdjax.mesh.edges` order) at their midpoints.
 
-    A face with ``s`` split edges becomes ``s + 1`` triangles (a face with 2 splits cuts its
-    remaining quadrilateral along the shorter diagonal), each with the orientation of its parent.
+    A face with ``s`` split edges becomes ``s + 1`` triangles, each with the orientation of its
+    parent, as in Continuous Remeshing, except that a face with 2 splits cuts its remaining
+    quadrilateral along the shorter diagonal (theirs always starts at the same midpoint).
     Each split edge gets one new vertex, shared by both its faces. Original vertices keep their
     indices; new vertices are appended in edge order. Unsplit faces keep their order; the new
     triangles follow.
@@ -222,13 +223,15 @@ def flip_edges(
 
     An interior edge ``(a, b)`` between faces ``(a, b, c)`` and ``(b, a, d)`` becomes ``(c, d)``,
     giving faces ``(c, a, d)`` and ``(d, b, c)`` in the same face slots, when that lowers
-    :func:`valence_energy` (target valence 6 inside, ``boundary_valence`` on the boundary, as in
-    Continuous Remeshing; the NGD authors pass ``with_border=False``, i.e. target 6 everywhere).
-    Candidates are rejected when either new face's normal does not point along the sum of the two
-    old normals, or when ``(c, d)`` is already an edge (the flip would make it non-manifold). The
-    rest are taken greedily, largest energy decrease first (ties in lexicographic edge order), such that no two
-    flips touch a common vertex: the energy changes then add up, so the energy strictly decreases
-    whenever something flips. Boundary edges never flip.
+    :func:`valence_energy` (target valence 6 inside, ``boundary_valence`` on the boundary: 4 as in
+    Continuous Remeshing's ``with_border=True``; the NGD authors pass ``with_border=False``, i.e.
+    6). Candidates are rejected when either new face's normal does not point along the sum of the
+    two old normals, or when ``(c, d)`` is already an edge (the flip would make it non-manifold).
+    The rest are taken greedily, largest energy decrease first (ties in lexicographic edge order),
+    such that no two flips touch a common vertex: the energy changes then add up, so the energy
+    strictly decreases whenever something flips. Boundary edges never flip. (Continuous
+    Remeshing also keeps flips vertex-disjoint, by a one-pass rank test that can leave more
+    candidates unflipped, and checks normals after the selection.)
 
     Returns:
         faces' (F, 3): same count and order of faces; only flipped pairs change.
@@ -325,6 +328,7 @@ class RemeshSchedule:
     end_edge_length: float = 0.007  # metres, at event ``steps``
     steps: int = 10  # events over which the schedules run (constant afterwards)
     max_vertices: int | None = None  # vertex budget of the remeshed template (None: unlimited)
+    boundary_valence: int = 4  # flip target on the boundary (Continuous Remeshing; the authors' 6)
 
     def _fraction(self, event_index: int) -> float:
         return min(event_index, self.steps) / self.steps
@@ -369,7 +373,7 @@ def remesh_template(
         faces: (F, 3) template faces.
         statistic: (F,) per-face gradient statistic ``acc / cnt`` (0 for faces never seen).
         event_index: k = 0, 1, ... (which point of the schedules to use).
-        schedule: quantile and edge-length schedules and the vertex budget.
+        schedule: quantile and edge-length schedules, the vertex budget, the flips' boundary valence.
 
     When splitting every candidate edge would exceed ``schedule.max_vertices``, only the longest
     candidates that fit are split, and one line is logged.
@@ -396,7 +400,7 @@ def remesh_template(
             event_index, schedule.max_vertices, room, n_candidates,
         )
     new_vertices, new_faces, parents = split_marked_edges(vertices, faces, split)
-    new_faces = flip_edges(new_vertices, new_faces)
+    new_faces = flip_edges(new_vertices, new_faces, schedule.boundary_valence)
     new_vertices, new_faces, _ = merge_close_vertices(new_vertices, new_faces)
     return RemeshResult(new_vertices, new_faces, len(parents), stopped_by_budget)
 
