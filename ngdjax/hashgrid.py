@@ -163,6 +163,8 @@ def encode(
     )  # (N, L, C)
     rows = _corner_indices(corners, layout)  # (N, L, C)
     features = tables.at[rows].get(mode="promise_in_bounds")  # (N, L, C, F), one gather
-    encoded = jnp.sum(weights.astype(tables.dtype)[..., None] * features, axis=2)  # (N, L, F)
+    # A batched dot over the corners: on CPU ~10x faster than sum(weights[..., None] * features, 2)
+    encoded = jnp.einsum("nlc,nlcf->nlf", weights.astype(tables.dtype), features,
+                         precision=jax.lax.Precision.HIGHEST)  # (N, L, F); no TF32 on GPU
     return encoded.reshape(x.shape[0], config.n_levels * config.n_features)
 
