@@ -167,7 +167,8 @@ def dynamic_texture(
     """RGB residual ``T^D_t`` (N, 3) at texel coordinates ``uv`` (N, 2) for one pose code (K,).
 
     The grid is 4-D on ``(u, v, code_0, code_1)`` (the code varies the hashed cell), so the code is
-    broadcast to every query before encoding.
+    broadcast to every query before encoding. The method queries every texel of an R x R map at
+    ``u = column / R``, ``v = row / R`` with the noisy code ``z^(2)_t + nu`` (METHOD 8.4).
     """
     if uv.ndim != 2 or uv.shape[1] != 2:
         raise ValueError(f"dynamic_texture: uv must be (N, 2), got {uv.shape}")

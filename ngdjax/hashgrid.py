@@ -70,7 +70,7 @@ class HashGridConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class _LevelLayout:
+class LevelLayout:
     """Per-level constants of a config, host numpy (compile-time constants under jit)."""
 
     scales: np.ndarray  # (L,) float32, scale_l
@@ -87,7 +87,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 @functools.cache
-def level_layout(config: HashGridConfig) -> _LevelLayout:
+def level_layout(config: HashGridConfig) -> LevelLayout:
     """Scales, resolutions, table sizes, offsets and the dense/hashed choice of every level."""
     d = config.input_dim
     levels = np.arange(config.n_levels, dtype=np.float32)
@@ -98,7 +98,7 @@ def level_layout(config: HashGridConfig) -> _LevelLayout:
     dense_sizes = [min(r**d, 2**31 - 1) for r in resolutions]  # tcnn caps at uint32 max / 2
     table_sizes = [min(_round_up(n, 8), max_size) for n in dense_sizes]
     offsets = np.concatenate([[0], np.cumsum(table_sizes)[:-1]])
-    return _LevelLayout(
+    return LevelLayout(
         scales=scales,
         resolutions=np.asarray(resolutions, np.uint32),
         table_sizes=np.asarray(table_sizes, np.uint32),
@@ -120,7 +120,7 @@ def _corner_bits(d: int) -> np.ndarray:
     return np.asarray([[(k >> dim) & 1 for dim in range(d)] for k in range(2**d)], np.uint32)
 
 
-def _corner_indices(corners: Array, layout: _LevelLayout) -> Array:
+def _corner_indices(corners: Array, layout: LevelLayout) -> Array:
     """Flat table rows of grid corners: (N, L, C, d) uint32 -> (N, L, C) uint32."""
     d = corners.shape[-1]
     strides = jnp.asarray(layout.strides)[None, :, None, :]
