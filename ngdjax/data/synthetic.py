@@ -36,7 +36,6 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ngdjax.body.model import (
     Body,
-    body_vertices,
     bone_transforms,
     load_body,
     rest_vertices_host,
@@ -142,6 +141,7 @@ class SyntheticSequence(NamedTuple):
         true_vertices: (V, 3) the true garment in the rest pose, before any dynamics.
         gt_vertices: (T, V, 3) the true garment per frame (world space).
         lbs_vertices: (T, V, 3) ``true_vertices`` posed by LBS alone (what the dynamics go beyond).
+        body_vertices: (T, N, 3) the posed body (world space).
         frame: the body's :class:`~ngdjax.garment.BodyFrame`. kind: "skirt" or "tshirt".
     """
 
@@ -158,6 +158,7 @@ class SyntheticSequence(NamedTuple):
     true_vertices: np.ndarray
     gt_vertices: np.ndarray
     lbs_vertices: np.ndarray
+    body_vertices: np.ndarray
     frame: BodyFrame
     kind: str
 
@@ -266,34 +267,36 @@ def garment_albedo(points: Float[Array, "*B 3"], colours: Float[Array, "3 3"], t
     the height and thin pinstripes around the garment."""
     top, bottom = height_range
     t = jnp.clip((top - points[..., 2]) / (top - bottom), 0.0, 1.0)[..., None]
-    base = (1.0 - t) * colours[0] + t * colours[1]
+    first, second, third = (jnp.reshape(c, (1,) * (points.ndim - 1) + (3,)) for c in colours)
+    base = (1.0 - t) * first + t * second
     band = jnp.mod(points[..., 2] / texture.stripe_period_m, 1.0) < texture.stripe_width
     arc = jnp.arctan2(points[..., 1], points[..., 0]) * 0.2
     pin = jnp.mod(arc / texture.check_period_m, 1.0) < 0.08
     stripe = (band | pin)[..., None]
-    return jnp.where(stripe, 0.35 * base + 0.65 * colours[2], base)
+    return jnp.where(stripe, 0.35 * base + 0.65 * third, base)
 
 
+@functools.partial(jax.jit, static_argnames=("renderer", "resolution", "texture", "height_range"))
 def render_frame(
-    renderer: Renderer, body_tris: np.ndarray, garment_tris: np.ndarray, topology: np.ndarray,
+    renderer: Renderer, body_tris: Int[Array, "Fb 3"], garment_tris: Int[Array, "Fg 3"], topology: Int[Array, "F 3"],
     body_v: Float[Array, "N 3"], garment_v: Float[Array, "V 3"], garment_rest: Float[Array, "V 3"],
-    mv: Float[Array, "4 4"], proj: Float[Array, "4 4"], resolution: tuple[int, int],
-    colours: Float[Array, "3 3"], texture: TextureConfig, height_range: tuple[float, float],
+    mv: Float[Array, "4 4"], proj: Float[Array, "4 4"], colours: Float[Array, "3 3"], *,
+    resolution: tuple[int, int], texture: TextureConfig, height_range: tuple[float, float],
 ) -> FrameImages:
     """Render body + garment as one mesh (depth-tested) and the garment alone (for occluders).
 
     Args:
-        body_tris (Fb, 3), garment_tris (Fg, 3): int32 host arrays; ``topology``: the antialias
+        body_tris (Fb, 3), garment_tris (Fg, 3): int32; ``topology`` (Fb + Fg, 3): the antialias
             topology of the combined triangles ``[body_tris; garment_tris + N]``.
         body_v (N, 3), garment_v (V, 3): world-space posed vertices, float32.
         garment_rest: (V, 3) body-frame rest positions (texture coordinates of the solid texture).
-        mv, proj: camera. resolution: (H, W). colours: (3, 3) the texture's colours.
+        mv, proj: camera. colours: (3, 3) the texture's colours. resolution: (H, W), static.
+        texture, height_range: the solid texture's settings and (top, bottom) heights, static.
     """
-    n_body = body_v.shape[0]
-    tris = jnp.asarray(np.concatenate([body_tris, garment_tris + n_body]), jnp.int32)
+    tris = jnp.concatenate([body_tris, garment_tris + body_v.shape[0]])
     vertices = jnp.concatenate([body_v, garment_v])
     clip = to_clip(vertices, mv, proj)
-    normals = jnp.concatenate([vertex_normals(body_v, jnp.asarray(body_tris)), vertex_normals(garment_v, jnp.asarray(garment_tris))])
+    normals = jnp.concatenate([vertex_normals(body_v, body_tris), vertex_normals(garment_v, garment_tris)])
     view_normals = to_view_directions(normals, mv)
     view_z = vertices @ mv[2, :3] + mv[2, 3]
     rest = jnp.concatenate([jnp.zeros_like(body_v), garment_rest])
@@ -302,19 +305,19 @@ def render_frame(
     pixels = renderer.interpolate(attributes, rast, tris)[0]
     triangle = rast[0, ..., 3]
     covered = triangle > 0
-    on_garment = triangle > float(len(body_tris))  # ids are triangle index + 1
+    on_garment = triangle > float(body_tris.shape[0])  # ids are triangle index + 1
     n_z = pixels[..., 2]
     mask = on_garment & (n_z > 0)
     on_body = covered & ~on_garment
-    garment_rast = renderer.rasterize(to_clip(garment_v, mv, proj), jnp.asarray(garment_tris, jnp.int32), resolution)
+    garment_rast = renderer.rasterize(to_clip(garment_v, mv, proj), garment_tris, resolution)
     occluders = on_body & (garment_rast[0, ..., 3] > 0)
     facing = jnp.clip(n_z, 0.0, 1.0)[..., None]
     albedo = garment_albedo(pixels[..., 4:7], colours, texture, height_range)
     cloth = albedo * (0.85 + 0.15 * facing)
-    skin = jnp.asarray(SKIN, jnp.float32) * (0.35 + 0.65 * facing)
+    skin = jnp.asarray([[SKIN]], jnp.float32) * (0.35 + 0.65 * facing)
     background = jnp.broadcast_to(jnp.asarray(BACKGROUND, jnp.float32), cloth.shape)
     colour = jnp.where(on_garment[..., None], cloth, jnp.where(on_body[..., None], skin, background))
-    rgb = renderer.antialias(colour[None], rast, clip, tris, jnp.asarray(topology))[0]
+    rgb = renderer.antialias(colour[None], rast, clip, tris, topology)[0]
     maskf = mask.astype(jnp.float32)
     return FrameImages(rgb=jnp.clip(rgb, 0.0, 1.0), mask=mask, occluders=occluders,
                        diffuse=jnp.clip(n_z, 0.0, 1.0) * maskf, depth=-pixels[..., 3] * maskf)
@@ -353,44 +356,56 @@ def generate(config: SynthConfig, progress=None) -> SyntheticSequence:
     rest_frames = true_local[None] + dynamic_offsets(config.garment, true_local, features, config.motion, config.difficulty)
     rest_world = frame.to_world(rest_frames)
     transforms, bodies = _pose_bodies(body, motion)
-    pose = jax.jit(jax.vmap(linear_blend_skinning, in_axes=(0, None, 0)))
     weights32 = jnp.asarray(weights, jnp.float32)
-    gt_raw = np.asarray(pose(jnp.asarray(rest_world, jnp.float32), weights32, transforms), np.float64)
-    lbs = np.asarray(pose(jnp.asarray(np.broadcast_to(truth, rest_world.shape), jnp.float32), weights32, transforms), np.float64)
+    gt_raw = np.asarray(_pose_garments(jnp.asarray(rest_world, jnp.float32), weights32, transforms), np.float64)
+    lbs = np.asarray(_pose_garments(jnp.asarray(np.broadcast_to(truth, rest_world.shape), jnp.float32), weights32,
+                                    transforms), np.float64)
     body_tris = np.asarray(body.triangles, np.int32)
     gt = np.stack([push_out(g, b, vertex_normals(b, body_tris), config.difficulty.clearance_m)
-                   for g, b in zip(gt_raw, bodies.astype(np.float64))])
+                   for g, b in zip(gt_raw, bodies.astype(np.float64), strict=True)])
 
     mv, proj = camera_for(config.camera, frame, 0.5 * (truth.min(0) + truth.max(0)), config.resolution)
-    renderer = get_renderer(config.render_backend)
+    renderer = _renderer(config.render_backend)
     garment_tris = faces.astype(np.int32)
     topology = antialias_topology(np.concatenate([body_tris, garment_tris + len(bodies[0])]))
+    static = {"resolution": tuple(config.resolution), "texture": config.texture,
+              "height_range": (float(true_local[:, 2].max()), float(true_local[:, 2].min()))}
+    constants = [jnp.asarray(a) for a in (body_tris, garment_tris, topology)]
+    rest32, mv32, proj32 = (jnp.asarray(a, jnp.float32) for a in (true_local, mv, proj))
     colours = jnp.asarray(_colours(config.seed), jnp.float32)
-    height_range = (float(true_local[:, 2].max()), float(true_local[:, 2].min()))
-    render = jax.jit(functools.partial(
-        render_frame, renderer, body_tris, garment_tris, topology, resolution=tuple(config.resolution),
-        colours=colours, texture=config.texture, height_range=height_range))
-    rest32 = jnp.asarray(true_local, jnp.float32)
-    mv32, proj32 = jnp.asarray(mv, jnp.float32), jnp.asarray(proj, jnp.float32)
     frames = range(config.n_frames)
     if progress is not None:
         frames = progress(frames, total=config.n_frames, desc="rendering frames")
-    rendered = [jax.device_get(render(jnp.asarray(bodies[t], jnp.float32), jnp.asarray(gt[t], jnp.float32), rest32,
-                                      mv32, proj32)) for t in frames]
+    rendered = [jax.device_get(render_frame(renderer, *constants, jnp.asarray(bodies[t], jnp.float32),
+                                            jnp.asarray(gt[t], jnp.float32), rest32, mv32, proj32, colours, **static))
+                for t in frames]
     stack = lambda name: np.stack([getattr(r, name) for r in rendered])
     return SyntheticSequence(
         images=np.round(stack("rgb") * 255).astype(np.uint8), masks=stack("mask"), occluders=stack("occluders"),
         diffuse=stack("diffuse").astype(np.float32), depth=stack("depth").astype(np.float32), mv=mv, proj=proj,
         motion=motion, template_vertices=template, faces=faces, true_vertices=truth, gt_vertices=gt,
-        lbs_vertices=lbs, frame=frame, kind=config.garment)
+        lbs_vertices=lbs, body_vertices=bodies, frame=frame, kind=config.garment)
+
+
+@functools.cache
+def _renderer(name: str) -> Renderer:
+    """One renderer per backend name, so that :func:`render_frame` (static in it) compiles once."""
+    return get_renderer(name)
+
+
+_pose_garments = jax.jit(jax.vmap(linear_blend_skinning, in_axes=(0, None, 0)))
+_bone_transforms = jax.jit(jax.vmap(bone_transforms, in_axes=(None, None, 0, 0, 0)))
 
 
 def _pose_bodies(body: Body, motion: Motion) -> tuple[Float[Array, "T K 4 4"], np.ndarray]:
-    """Bone transforms (T, K, 4, 4) and posed body vertices (T, N, 3) of every frame."""
-    shape = jnp.zeros(0, jnp.float32)
+    """Bone transforms (T, K, 4, 4) and posed body vertices (T, N, 3) of every frame (Anny's
+    body is plain LBS of its rest vertices, so both come from one kinematic-chain evaluation)."""
+    shape = np.zeros(0)
     args = [jnp.asarray(a, jnp.float32) for a in (motion.pose, motion.global_rotation, motion.translation)]
-    transforms = jax.jit(jax.vmap(lambda p, r, t: bone_transforms(body, shape, p, r, t)))(*args)
-    vertices = jax.jit(jax.vmap(lambda p, r, t: body_vertices(body, shape, p, r, t)))(*args)
+    transforms = _bone_transforms(body, jnp.zeros(0, jnp.float32), *args)
+    rest = jnp.asarray(rest_vertices_host(body, shape), jnp.float32)
+    weights = jnp.asarray(skinning_weights_host(body), jnp.float32)
+    vertices = jax.vmap(linear_blend_skinning, in_axes=(None, None, 0))(rest, weights, transforms)
     return transforms, np.asarray(vertices)
 
 
