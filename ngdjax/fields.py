@@ -28,9 +28,14 @@ TCNN_WIDTH_MULTIPLE = 16  # tcnn pads MLP widths to this multiple (Xavier bounds
 
 @dataclasses.dataclass(frozen=True)
 class DynamicJacobianConfig:
-    """``f_G``: three hash grids (centroid, normal, pose code) -> MLP -> 3x3 per face."""
+    """``f_G``: three hash grids (centroid, normal, pose code) -> MLP -> 3x3 per face.
+
+    ``out_dim`` 9 is the method's (a 3x3 Jacobian per face); 3 gives per-vertex displacements
+    for the ``vertex_offsets`` baseline, with the same encoders and MLP.
+    """
 
     pose_dim: int = 4  # C, length of the PCA pose code z_t
+    out_dim: int = 9  # MLP outputs per element
     n_levels: int = 16  # hash-grid levels per encoder
     n_features: int = 2  # features per level
     log2_table_size: int = 19  # 19 as the method (GPU); the CPU demo uses 14-16
@@ -48,8 +53,8 @@ class DynamicJacobianConfig:
 
     @property
     def widths(self) -> tuple[int, ...]:
-        """MLP widths from input to output: ``(3 * L * F, *hidden, 9)``."""
-        return (3 * self.n_levels * self.n_features, *self.hidden, 9)
+        """MLP widths from input to output: ``(3 * L * F, *hidden, out_dim)``."""
+        return (3 * self.n_levels * self.n_features, *self.hidden, self.out_dim)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +130,36 @@ def init_dynamic_field(key: Array, config: DynamicJacobianConfig) -> dict:
     }
 
 
+def dynamic_field(
+    params: dict,
+    config: DynamicJacobianConfig,
+    positions: Float[Array, "N 3"],
+    normals: Float[Array, "N 3"],
+    pose_code: Float[Array, " C"],
+) -> Float[Array, "N O"]:
+    """The network's (N, out_dim) outputs at N elements (faces or vertices) of the posed mesh.
+
+    ``h = concat(E_pos(x_n), E_nrm(n_n), E_pose(z_t))``. The pose code is shared by all elements,
+    so it is encoded once and its block of the first layer, ``E_pose(z_t) @ W0[2LF:]``
+    (1, hidden), is added to every row: the same value as concatenating N copies, without
+    encoding them. Inputs carry no gradient (the method detaches them).
+    """
+    n = positions.shape[0]
+    if positions.shape != (n, 3) or normals.shape != (n, 3):
+        raise ValueError(f"dynamic_field: positions and normals must both be (N, 3), "
+                         f"got {positions.shape} and {normals.shape}")
+    if pose_code.shape != (config.pose_dim,):
+        raise ValueError(f"dynamic_field: pose_code must be ({config.pose_dim},), got {pose_code.shape}")
+    width = config.n_levels * config.n_features
+    first, *rest = params["layers"]
+    features = jnp.concatenate(
+        [encode(params["position_grid"], config.grid(3), positions),
+         encode(params["normal_grid"], config.grid(3), normals)], axis=1)  # (N, 2LF)
+    pose_features = encode(params["pose_grid"], config.grid(config.pose_dim), pose_code[None, :])  # (1, LF)
+    pre_activation = features @ first[: 2 * width] + pose_features @ first[2 * width:]
+    return apply_mlp(rest, jax.nn.relu(pre_activation))
+
+
 def dynamic_jacobians(
     params: dict,
     config: DynamicJacobianConfig,
@@ -132,27 +167,20 @@ def dynamic_jacobians(
     normals: Float[Array, "F 3"],
     pose_code: Float[Array, " C"],
 ) -> Float[Array, "F 3 3"]:
-    """Per-face dynamic Jacobians ``J^D_t`` (F, 3, 3), the MLP's 9 outputs row-major.
+    """Per-face dynamic Jacobians ``J^D_t`` (F, 3, 3), the MLP's 9 outputs row-major, from the
+    posed static mesh's face centroids and unit normals (``config.out_dim`` must be 9)."""
+    return dynamic_field(params, config, centroids, normals, pose_code).reshape(-1, 3, 3)
 
-    ``h = concat(E_pos(c_f), E_nrm(n_f), E_pose(z_t))``. The pose code is shared by all faces, so
-    it is encoded once and its block of the first layer, ``E_pose(z_t) @ W0[2LF:]`` (1, hidden),
-    is added to every face: the same value as concatenating F copies, without encoding them.
-    Inputs carry no gradient (the method detaches them).
-    """
-    n_faces = centroids.shape[0]
-    if centroids.shape != (n_faces, 3) or normals.shape != (n_faces, 3):
-        raise ValueError(f"dynamic_jacobians: centroids and normals must both be (F, 3), "
-                         f"got {centroids.shape} and {normals.shape}")
-    if pose_code.shape != (config.pose_dim,):
-        raise ValueError(f"dynamic_jacobians: pose_code must be ({config.pose_dim},), got {pose_code.shape}")
-    width = config.n_levels * config.n_features
-    first, *rest = params["layers"]
-    face_features = jnp.concatenate(
-        [encode(params["position_grid"], config.grid(3), centroids),
-         encode(params["normal_grid"], config.grid(3), normals)], axis=1)  # (F, 2LF)
-    pose_features = encode(params["pose_grid"], config.grid(config.pose_dim), pose_code[None, :])  # (1, LF)
-    pre_activation = face_features @ first[: 2 * width] + pose_features @ first[2 * width:]
-    return apply_mlp(rest, jax.nn.relu(pre_activation)).reshape(n_faces, 3, 3)
+
+def dynamic_offsets(
+    params: dict,
+    config: DynamicJacobianConfig,
+    vertices: Float[Array, "V 3"],
+    normals: Float[Array, "V 3"],
+    pose_code: Float[Array, " C"],
+) -> Float[Array, "V 3"]:
+    """Per-vertex displacements (V, 3) for the ``vertex_offsets`` baseline (``out_dim`` 3)."""
+    return dynamic_field(params, config, vertices, normals, pose_code)
 
 
 def init_texture_net(key: Array, config: TextureNetConfig) -> dict:

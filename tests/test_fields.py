@@ -139,7 +139,7 @@ def test_field_rejects_wrong_shapes():
     centroids, normals = _face_inputs()
     with pytest.raises(ValueError, match=r"pose_code must be \(4,\)"):
         dynamic_jacobians(params, FIELD, centroids, normals, jnp.zeros((3,), jnp.float32))
-    with pytest.raises(ValueError, match="centroids and normals"):
+    with pytest.raises(ValueError, match="positions and normals"):
         dynamic_jacobians(params, FIELD, centroids, normals[:-1], jnp.zeros((4,), jnp.float32))
     with pytest.raises(ValueError, match="hidden must list"):
         DynamicJacobianConfig(hidden=())
