@@ -57,3 +57,11 @@ def write_atomic(path: str, write) -> None:
     temporary = f"{stem}.tmp{suffix}"
     write(temporary)
     os.replace(temporary, path)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    def write(temporary: str) -> None:
+        with open(temporary, "w") as file:
+            file.write(text)
+    write_atomic(path, write)

@@ -15,7 +15,7 @@ import yaml
 
 from ngdjax.data.sequence import FORMAT, frame_name, require_valid_sequence
 from ngdjax.garment import load_template
-from ngdjax.io import read_image, write_atomic, write_image, write_mesh
+from ngdjax.io import read_image, write_atomic, write_image, write_mesh, write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,9 +134,4 @@ def write_sequence(
                 "frames": [int(i) for i in frames], "template": "template.obj"}
     if body_model_path is not None:
         metadata["body_model_path"] = body_model_path
-    write_atomic(os.path.join(directory, "sequence.yaml"), lambda path: _write_text(path, yaml.safe_dump(metadata, sort_keys=False)))
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as file:
-        file.write(text)
+    write_text(os.path.join(directory, "sequence.yaml"), yaml.safe_dump(metadata, sort_keys=False))

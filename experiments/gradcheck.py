@@ -1,0 +1,150 @@
+"""``python -m experiments.gradcheck --cfg CFG [key=value ...]``: per-stage gradient table.
+
+On the config's sequence (first frame, the config's template and network), compares analytic
+directional derivatives with central finite differences for each stage of the fitting step:
+the dynamic field, the Poisson solve, skinning, antialiasing with the rasterisation held fixed,
+the full render, the losses, and the whole step. Rasterisation is piecewise constant and the
+antialias gradient is nvdiffrast's edge formula (../shared/RENDER.md), so the render rows say
+what they are checked against. Exit 0 when every stage is within its tolerance, 1 otherwise,
+2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.gradcheck", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg", required=True, help="a fit config (configs/*.yaml)")
+    parser.add_argument("--directions", type=int, default=4, help="random directions per stage")
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from experiments.fit import ensure_sequence
+    from ngdjax.body.model import check_parameters, load_body
+    from ngdjax.config import load_config
+    from ngdjax.data.loader import load_sequence
+    from ngdjax.errors import InputError
+    from ngdjax.fit_config import FitConfig
+
+    try:
+        config = load_config(args.cfg, FitConfig, args.overrides)
+        ensure_sequence(config)
+        sequence = load_sequence(config.data.sequence)
+        body = load_body(sequence.body_model, sequence.body_model_path)
+        problems = check_parameters(body, sequence.shape, sequence.pose, sequence.directory)
+        if problems:
+            raise InputError(*problems)
+    except InputError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    results = run_checks(config, sequence, body, args.directions)
+    from ngdjax.gradcheck import format_table
+
+    print(format_table(results))
+    failed = [r.stage for r in results if not r.passed]
+    if failed:
+        print(f"outside tolerance: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_checks(config, sequence, body, directions: int):
+    """Build the first frame's step pieces and check each stage; returns the table rows."""
+    import jax
+    import jax.numpy as jnp
+
+    from ngdjax import fields
+    from ngdjax.body.model import bone_transforms
+    from ngdjax.body.skinning import linear_blend_skinning
+    from ngdjax.camera import to_clip
+    from ngdjax.fit import build_problem, frame_at, frame_losses, garment_shapes, init_params
+    from ngdjax.gradcheck import check_stage
+    from ngdjax.mesh import face_centroids, face_normals
+    from ngdjax.poisson import solve
+    from ngdjax.render.backend import get_renderer
+    from ngdjax.render.shading import render_geometry
+    from ngdjax.train import prepare_frames
+
+    renderer = get_renderer(config.render)
+    problem = build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
+                            sequence.resolution, config.field, sequence.diffuse is not None,
+                            sequence.depth is not None)
+    frames = prepare_frames(sequence, config.field.pose_code_dim)
+    frame = frame_at(frames, jnp.int32(0))
+    key = jax.random.PRNGKey(config.optim.seed)
+    params = init_params(key, problem)
+    # A non-trivial network, so its gradient is not degenerate at the tiny initial tables.
+    params["net"] = jax.tree_util.tree_map(
+        lambda a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(7), a.shape, a.dtype), params["net"])
+    keys = iter(jax.random.split(key, 16))
+    weights_of = lambda shape: jax.random.normal(next(keys), shape, jnp.float32)  # noqa: E731
+    posed, _, field = garment_shapes(params, problem, frame, network_on=True)
+    rows = []
+
+    if problem.deformation == "jacobian_fields":
+        centroids, normals = face_centroids(posed, problem.tris), face_normals(posed, problem.tris)
+        w_field = weights_of((problem.tris.shape[0], 3, 3))
+        rows.append(check_stage(
+            "dynamic field", "finite differences (network parameters)",
+            lambda net: jnp.sum(w_field * fields.dynamic_jacobians(net, problem.network, centroids, normals, frame.code)),
+            params["net"], next(keys), 2e-2, 1e-3, directions))
+        w_solve = weights_of(problem.template.shape)
+        rows.append(check_stage(
+            "poisson solve", "finite differences (Jacobians)",
+            lambda jac: jnp.sum(w_solve * solve(problem.solver, jac)), params["static"], next(keys), 1e-2, 1e-3,
+            directions))
+    w_lbs = weights_of(problem.template.shape)
+    rows.append(check_stage(
+        "skinning", "finite differences (canonical vertices, body pose)",
+        lambda xp: jnp.sum(w_lbs * linear_blend_skinning(
+            xp[0], problem.skin_weights,
+            bone_transforms(body, frame.shape, xp[1], frame.global_rotation, frame.translation))),
+        (problem.template, frame.pose), next(keys), 1e-2, 1e-3, directions))
+
+    rast = renderer.rasterize(to_clip(posed, frame.mv, frame.proj), problem.tris, problem.resolution)
+    colour = renderer.interpolate(posed, rast, problem.tris)  # any smooth per-pixel attribute
+    w_aa = weights_of(colour.shape)
+    rows.append(check_stage(
+        "antialias", "finite differences with the rasterisation held fixed (nvdiffrast's edge formula)",
+        lambda v: jnp.sum(w_aa * renderer.antialias(colour, rast, to_clip(v, frame.mv, frame.proj), problem.tris,
+                                                    problem.topology)),
+        posed, next(keys), 5e-2, 1e-4, directions))
+
+    def rendered(v):
+        out = render_geometry(renderer, v, problem.tris, problem.topology, frame.mv, frame.proj, problem.resolution)
+        return out.silhouette[0], out.diffuse[0], out.depth[0]
+
+    height, width = problem.resolution
+    pixel = float(jnp.max(jnp.abs(posed))) * 2.0 / max(height, width)  # about one pixel in world units
+    w_img = weights_of((3, height, width))
+    rows.append(check_stage(
+        "render (full)", "finite differences over ~0.3-pixel moves (rasterisation is piecewise constant)",
+        lambda v: sum(jnp.sum(w * image) for w, image in zip(w_img, rendered(v))),
+        posed, next(keys), 0.25, 0.3 * pixel, directions))
+
+    images = rendered(posed)
+    visible = render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj,
+                              problem.resolution).visible_faces
+    rows.append(check_stage(
+        "losses", "finite differences (rendered images)",
+        lambda imgs: frame_losses(imgs, field, visible, frame, problem, config.loss, key, True)[0],
+        images, next(keys), 2e-2, 1e-3, directions))
+    step_loss = lambda p: frame_losses(  # noqa: E731
+        rendered(garment_shapes(p, problem, frame, True)[0]), garment_shapes(p, problem, frame, True)[2], visible,
+        frame, problem, config.loss, key, True)[0]
+    rows.append(check_stage(
+        "whole step", "finite differences of the total loss over ~0.3-pixel moves of the static field",
+        lambda static: step_loss(dict(params, static=static)), params["static"], next(keys), 0.25,
+        0.3 * pixel if problem.deformation == "vertex_offsets" else 3e-3, directions))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Geometry fitting (METHOD sections 4, 6, 9): the problem, the parameters, one jitted step.
+
+Host-built, static for a template (:class:`FitProblem`): the Poisson solver, skinning weights,
+triangles and antialias topology, the body. Per-frame data (:class:`Frames`) are stacked device
+arrays indexed by the frame number inside the step, so one compiled step serves every frame.
+Parameters are a plain pytree ``{"static": ..., "net": ...}``:
+
+- ``jacobian_fields`` (the method): ``static`` (F, 3, 3) per-face Jacobians initialised from the
+  template; ``net`` the pose-conditioned hash-grid network giving residual Jacobians from the
+  posed static mesh's face centroids and normals and the pose code.
+- ``vertex_offsets`` (the baseline): ``static`` (V, 3) displacements of the template; ``net`` the
+  same kind of network giving per-vertex displacements from the posed static mesh's vertices and
+  vertex normals; a Laplacian regulariser replaces the Jacobian one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int
+
+from ngdjax import fields, losses
+from ngdjax.body.model import Body, bone_transforms, rest_vertices_host, skinning_weights_host
+from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
+from ngdjax.fit_config import FieldConfig, LossConfig, OptimConfig
+from ngdjax.mesh import edges as mesh_edges
+from ngdjax.mesh import face_centroids, face_normals, vertex_normals
+from ngdjax.poisson import PoissonSolver, build_poisson_solver, jacobians_from_vertices, solve
+from ngdjax.render.backend import Renderer
+from ngdjax.render.shading import render_geometry
+from ngdjax.render.topology import antialias_topology
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["solver", "template", "template_mean", "skin_weights", "tris", "topology", "body", "edges", "degree"],
+    meta_fields=["resolution", "deformation", "network", "has_diffuse", "has_depth"],
+)
+@dataclasses.dataclass(frozen=True)
+class FitProblem:
+    """Everything fixed while the template's topology is fixed (a pytree; pass it into ``jit``).
+
+    Attributes:
+        solver: the template's Poisson solver. template: (V, 3) float32 rest-pose template.
+        template_mean: (3,) its vertex mean. skin_weights: (V, K). tris, topology: (F, 3) int32.
+        body: the body model. edges: (E, 2) int32 undirected edges, degree: (V,) (Laplacian).
+        resolution: (H, W). deformation: "jacobian_fields" or "vertex_offsets".
+        network: the network's config (static). has_diffuse, has_depth: which targets exist.
+    """
+
+    solver: PoissonSolver
+    template: Float[Array, "V 3"]
+    template_mean: Float[Array, " 3"]
+    skin_weights: Float[Array, "V K"]
+    tris: Int[Array, "F 3"]
+    topology: Int[Array, "F 3"]
+    body: Body
+    edges: Int[Array, "E 2"]
+    degree: Float[Array, " V"]
+    resolution: tuple[int, int]
+    deformation: str
+    network: fields.DynamicJacobianConfig
+    has_diffuse: bool
+    has_depth: bool
+
+
+class Frames(NamedTuple):
+    """Per-frame data stacked over T frames (device arrays; images (T, H, W) float32)."""
+
+    shape: Float[Array, "T S"]
+    pose: Float[Array, "T P"]
+    global_rotation: Float[Array, "T 3"]
+    translation: Float[Array, "T 3"]
+    mv: Float[Array, "T 4 4"]
+    proj: Float[Array, "T 4 4"]
+    code: Float[Array, "T C"]
+    mask: Float[Array, "T H W"]
+    occluders: Float[Array, "T H W"]
+    diffuse: Float[Array, "T H W"]
+    depth: Float[Array, "T H W"]
+
+
+def network_config(field: FieldConfig) -> fields.DynamicJacobianConfig:
+    """The network's static config for a deformation model (9 outputs per face, or 3 per vertex)."""
+    return fields.DynamicJacobianConfig(
+        pose_dim=field.pose_code_dim, out_dim=9 if field.deformation == "jacobian_fields" else 3,
+        n_levels=field.n_levels, n_features=field.n_features, log2_table_size=field.log2_table_size,
+        base_resolution=field.base_resolution, per_level_scale=field.per_level_scale, hidden=tuple(field.hidden))
+
+
+def build_problem(
+    template_vertices: np.ndarray, template_faces: np.ndarray, body: Body, body_shape: np.ndarray,
+    resolution: tuple[int, int], field: FieldConfig, has_diffuse: bool, has_depth: bool,
+    poisson_method: str = "auto",
+) -> FitProblem:
+    """Host-side construction for a template (re-run after remeshing)."""
+    weights = rbf_skinning_weights(template_vertices, rest_vertices_host(body, body_shape), skinning_weights_host(body))
+    edge_list = mesh_edges(template_faces)
+    degree = np.bincount(edge_list.ravel(), minlength=len(template_vertices))
+    return FitProblem(
+        solver=build_poisson_solver(template_vertices, template_faces, method=poisson_method),
+        template=jnp.asarray(template_vertices, jnp.float32),
+        template_mean=jnp.asarray(template_vertices.mean(axis=0), jnp.float32),
+        skin_weights=jnp.asarray(weights, jnp.float32), tris=jnp.asarray(template_faces, jnp.int32),
+        topology=jnp.asarray(antialias_topology(template_faces), jnp.int32), body=body,
+        edges=jnp.asarray(edge_list, jnp.int32), degree=jnp.asarray(degree, jnp.float32),
+        resolution=tuple(resolution), deformation=field.deformation, network=network_config(field),
+        has_diffuse=has_diffuse, has_depth=has_depth,
+    )
+
+
+def init_params(key: Array, problem: FitProblem) -> dict:
+    """Initial parameters: the template's own Jacobians (or zero offsets) and a fresh network."""
+    if problem.deformation == "jacobian_fields":
+        static = jacobians_from_vertices(problem.solver, problem.template)
+    else:
+        static = jnp.zeros_like(problem.template)
+    return {"static": static, "net": fields.init_dynamic_field(key, problem.network)}
+
+
+def log_linear_schedule(lr_start: float, lr_end: float, decay_steps: int, offset: int) -> Callable[[Array], Array]:
+    """lr(s) = exp((1 - t) ln lr_start + t ln lr_end), t = clip((count + offset) / decay_steps, 0, 1)
+    (METHOD 9; the method's step counter starts at N, the number of frames: ``offset``)."""
+    log_start, log_end = float(np.log(lr_start)), float(np.log(lr_end))
+
+    def schedule(count: Array) -> Array:
+        t = jnp.clip((count.astype(jnp.float32) + offset) / decay_steps, 0.0, 1.0)
+        return jnp.exp((1.0 - t) * log_start + t * log_end)
+
+    return schedule
+
+
+def make_optimizer(optim: OptimConfig, n_frames: int) -> optax.GradientTransformation:
+    """Adam (eps from the config) per parameter group with log-linear decays; the static group's
+    gradient is clipped to a global norm of ``clip_static``."""
+    static = optax.chain(
+        optax.clip_by_global_norm(optim.clip_static),
+        optax.scale_by_adam(eps=optim.adam_eps),
+        optax.scale_by_learning_rate(log_linear_schedule(*optim.lr_static, optim.static_decay_steps, n_frames)),
+    )
+    net = optax.chain(
+        optax.scale_by_adam(eps=optim.adam_eps),
+        optax.scale_by_learning_rate(log_linear_schedule(*optim.lr_net, optim.net_decay_steps, n_frames)),
+    )
+    return optax.multi_transform({"static": static, "net": net}, {"static": "static", "net": "net"})
+
+
+def frame_at(frames: Frames, index: Array) -> Frames:
+    """Frame ``index`` (a traced int) of the stacked data."""
+    return jax.tree_util.tree_map(lambda a: a[index], frames)
+
+
+def garment_shapes(
+    params: dict, problem: FitProblem, frame: Frames, network_on: bool
+) -> tuple[Float[Array, "V 3"], Float[Array, "V 3"], Array]:
+    """Posed (world) and canonical vertices of the garment for one frame, and the field the
+    regulariser acts on: the full Jacobians (F, 3, 3) or the full offsets (V, 3)."""
+    transforms = bone_transforms(problem.body, frame.shape, frame.pose, frame.global_rotation, frame.translation)
+    pose_fn = functools.partial(linear_blend_skinning, weights=problem.skin_weights, transforms=transforms)
+    static = params["static"]
+    if problem.deformation == "jacobian_fields":
+        field = static
+        if network_on:
+            posed_static = jax.lax.stop_gradient(pose_fn(solve(problem.solver, static) + problem.template_mean))
+            field = field + fields.dynamic_jacobians(
+                params["net"], problem.network, face_centroids(posed_static, problem.tris),
+                face_normals(posed_static, problem.tris), frame.code)
+        canonical = solve(problem.solver, field) + problem.template_mean
+    else:
+        field = static
+        if network_on:
+            posed_static = jax.lax.stop_gradient(pose_fn(problem.template + static))
+            field = field + fields.dynamic_offsets(
+                params["net"], problem.network, posed_static, vertex_normals(posed_static, problem.tris), frame.code)
+        canonical = problem.template + field
+    return pose_fn(canonical), canonical, field
+
+
+def frame_losses(
+    images: tuple[Array, Array, Array], field: Array, visible: Array, frame: Frames, problem: FitProblem,
+    weights: LossConfig, key: Array, network_on: bool,
+) -> tuple[Array, dict]:
+    """Total loss and its terms for one frame from the rendered (silhouette, diffuse, depth)."""
+    silhouette, diffuse, depth = images
+    terms = {"silhouette": losses.silhouette_loss(silhouette, frame.mask, frame.occluders)}
+    rendering = weights.silhouette * terms["silhouette"]
+    if problem.has_diffuse:
+        masked = diffuse * frame.mask
+        terms["huber"] = losses.huber(masked - frame.diffuse, weights.huber_delta)
+        terms["ssim"] = 1.0 - losses.ssim(masked, frame.diffuse)
+        rendering = rendering + weights.huber_weight * terms["huber"] + weights.ssim_weight * terms["ssim"]
+    total = weights.rendering * rendering
+    if problem.deformation == "jacobian_fields":
+        terms["jacobian"] = losses.jacobian_regulariser(field, visible if network_on else None)
+        total = total + weights.jacobian * terms["jacobian"]
+    else:
+        terms["laplacian"] = losses.uniform_laplacian_energy(field, problem.edges, problem.degree)
+        total = total + weights.laplacian * terms["laplacian"]
+    if problem.has_depth:
+        first, second = losses.depth_pairs(key, problem.resolution, weights.depth_boxes, weights.depth_box)
+        terms["depth"] = losses.depth_ranking_loss(depth, frame.depth, first, second, weights.depth_margin)
+        total = total + weights.depth * terms["depth"]
+    terms["total"] = total
+    return total, terms
+
+
+class StepOutput(NamedTuple):
+    """What a step returns besides the new state: loss terms, and, when asked, the per-face
+    image-gradient statistic of the remeshing (means (F,), seen (F,)), else None."""
+
+    terms: dict
+    face_statistic: tuple[Array, Array] | None
+
+
+def make_geometry_step(renderer: Renderer, optimizer: optax.GradientTransformation, weights: LossConfig,
+                       on_trace: Callable[[], None] | None = None):
+    """The jitted per-frame step ``step(params, opt_state, problem, frames, index, key, network_on,
+    collect_statistic) -> (params, opt_state, StepOutput)``. ``network_on`` and
+    ``collect_statistic`` are static; everything else is traced, so frames never retrace.
+    ``on_trace`` is called each time the step is traced (for tests and diagnostics)."""
+    from ngdjax.remesh import face_gradient_statistic
+
+    def step(params, opt_state, problem: FitProblem, frames: Frames, index, key, network_on: bool,
+             collect_statistic: bool):
+        if on_trace is not None:
+            on_trace()
+        frame = frame_at(frames, index)
+
+        def forward(p):
+            posed, _, field = garment_shapes(p, problem, frame, network_on)
+            out = render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj,
+                                  problem.resolution)
+            return (out.silhouette[0], out.diffuse[0], out.depth[0], field), (out.visible_faces, out.rast[0, ..., 3])
+
+        (sil, diffuse, depth, field), pullback, (visible, face_ids) = jax.vjp(forward, params, has_aux=True)
+        loss_of = lambda images, f: frame_losses(images, f, visible, frame, problem, weights, key, network_on)  # noqa: E731
+        (_, terms), (image_grads, field_grad) = jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True)(
+            (sil, diffuse, depth), field)
+        (grads,) = pullback((*image_grads, field_grad))
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        statistic = None
+        if collect_statistic:
+            statistic = face_gradient_statistic(image_grads[1], frame.mask, face_ids.astype(jnp.int32),
+                                                problem.tris.shape[0])
+        return params, opt_state, StepOutput(terms, statistic)
+
+    return jax.jit(step, static_argnames=("network_on", "collect_statistic"), donate_argnums=(0, 1))
