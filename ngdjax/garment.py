@@ -7,13 +7,20 @@ import logging
 import os
 from typing import NamedTuple
 
+import igl
 import numpy as np
 import scipy.interpolate
 import scipy.spatial
 import trimesh
 
 from ngdjax.errors import InputError
-from ngdjax.mesh import non_manifold_edges, validate_mesh
+from ngdjax.mesh import (
+    boundary_loops,
+    face_areas,
+    non_manifold_edges,
+    validate_mesh,
+    vertex_normals,
+)
 
 log = logging.getLogger("ngdjax")
 
@@ -58,7 +65,7 @@ def load_template(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 # --- Templates generated from a body in its rest pose -----------------------------------------------
 
-GARMENT_KINDS = ("skirt",)
+GARMENT_KINDS = ("tshirt", "skirt")
 
 # Named joints of each body model: Anny bone names, SMPL joint indices (the standard 24-joint order).
 _JOINTS = {
@@ -126,7 +133,10 @@ def make_template(kind: str, body, shape: np.ndarray, target_edge_length: float,
       legs: every ring is the convex hull of the body's cross-section (arms excluded) grown by
       ``offset``, never narrower than the ring above, plus a flare growing towards the hem.
       Two boundary loops (waist, hem); a structured grid.
-    - ``tshirt``: see :func:`_tshirt`. Four boundary loops (neck, waist, two cuffs).
+    - ``tshirt``: short sleeves, open at the neck, the waist and both cuffs (four boundary
+      loops): the body's offset surface at ``offset`` (marching cubes of its distance field),
+      cut along smooth curves (a plane at the waist, a tilted plane round the neck, planes across
+      the upper arms), decimated to the target edge length and relaxed (see :func:`_tshirt`).
 
     Sizes come from the body's joints and surface, so any body model works. Faces are oriented
     with normals pointing away from the body.
@@ -149,7 +159,8 @@ def make_template(kind: str, body, shape: np.ndarray, target_edge_length: float,
     if not target_edge_length > 0 or not offset > 0:
         raise InputError(f"target_edge_length ({target_edge_length}) and offset ({offset}) must be positive")
     frame = body_frame(body, shape)
-    vertices, faces = _skirt(frame, float(target_edge_length), float(offset))
+    build = _skirt if kind == "skirt" else _tshirt
+    vertices, faces = build(frame, body, float(target_edge_length), float(offset))
     vertices = frame.to_world(vertices)
     validate_mesh(vertices, faces, name=f"generated {kind}")
     return vertices, faces
@@ -160,7 +171,7 @@ SKIRT_HEM = 0.1  # hem height above the knees, as a fraction of the knee-to-hip 
 SKIRT_FLARE = 0.25  # extra hem radius, as a fraction of the skirt's length
 
 
-def _skirt(frame: BodyFrame, edge: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
+def _skirt(frame: BodyFrame, body, edge: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
     """Skirt in body coordinates (see :func:`make_template`). Rings are spaced in proportion to
     their circumference, so the grid's cells are close to square from waistband to hem."""
     joints = frame.joints
@@ -194,6 +205,131 @@ def _skirt(frame: BodyFrame, edge: float, offset: float) -> tuple[np.ndarray, np
 def _polar(radius: np.ndarray, angles: np.ndarray) -> np.ndarray:
     """Points (..., A, 2) at ``radius`` (..., A) along directions ``angles`` (A,)."""
     return np.stack([radius * np.cos(angles), radius * np.sin(angles)], -1)
+
+
+TSHIRT_HEM = 0.12  # hem height above the hip joints, as a fraction of the hip-to-shoulder height
+TSHIRT_SLEEVE = 0.55  # sleeve length, as a fraction of the shoulder-to-elbow distance
+TSHIRT_NECK_DROP = 0.03  # the neckline's depth below the neck joint at the back (metres)
+TSHIRT_NECK_SLOPE = 0.5  # how much lower the neckline is in front (metres per metre forward)
+TSHIRT_NECK_REACH = 0.12  # the neck cut only acts this close to the neck's axis (metres)
+
+
+def _tshirt(frame: BodyFrame, body, edge: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """T-shirt in body coordinates (see :func:`make_template`).
+
+    1. The offset surface: marching cubes of (signed distance to the body - ``offset``) on a grid
+       of spacing ``edge / 2`` around the torso and upper arms (exact distances near the surface,
+       winding-number signs farther away).
+    2. Cuts where a smooth field is positive: below the hem plane; above a tilted plane near the
+       neck's axis; beyond a plane across each upper arm, on surface parts nearest to that arm.
+       The largest remaining piece is the shirt.
+    3. Edge-collapse decimation to the target edge length (igl), tangential relaxation, and a
+       push out to at least ``offset`` from the skin.
+    """
+    joints = frame.joints
+    hip = 0.5 * (joints["left_hip"][2] + joints["right_hip"][2])
+    shoulder = 0.5 * (joints["left_shoulder"][2] + joints["right_shoulder"][2])
+    hem = hip + TSHIRT_HEM * (shoulder - hip)
+    cuffs = {side: (joints[f"{side}_shoulder"] + TSHIRT_SLEEVE * (joints[f"{side}_elbow"] - joints[f"{side}_shoulder"]),
+                    _unit(joints[f"{side}_elbow"] - joints[f"{side}_shoulder"])) for side in ("left", "right")}
+    body_faces = np.asarray(body.triangles, np.int64)
+    spacing = edge / 2
+    low = np.array([frame.vertices[:, 0].min(), cuffs["right"][0][1], hem]) - 0.08
+    high = np.array([frame.vertices[:, 0].max(), cuffs["left"][0][1], joints["neck"][2]]) + 0.08
+    vertices, faces = _offset_surface(frame.vertices, body_faces, offset, low, high, spacing)
+    nearest_arm = frame.arm_weight[scipy.spatial.cKDTree(frame.vertices).query(vertices)[1]] > 0.5
+    cut = hem - vertices[:, 2]
+    for side, (centre, direction) in cuffs.items():
+        on_arm = nearest_arm & (np.sign(vertices[:, 1]) == np.sign(centre[1]))
+        cut = np.maximum(cut, np.where(on_arm, (vertices - centre) @ direction, -np.inf))
+    neck = joints["neck"]
+    neckline = vertices[:, 2] - (neck[2] - TSHIRT_NECK_DROP) + TSHIRT_NECK_SLOPE * (vertices[:, 0] - neck[0])
+    reach = TSHIRT_NECK_REACH - np.linalg.norm(vertices[:, :2] - neck[:2], axis=1)
+    cut = np.maximum(cut, np.minimum(neckline, reach))
+    vertices, faces = _largest_piece(*_cut_along_isoline(vertices, faces, cut))
+    target_faces = int(np.sum(face_areas(vertices, faces)) / (np.sqrt(3) / 4 * edge**2))
+    vertices, faces, _, _ = igl.decimate(np.asfortranarray(vertices), np.asfortranarray(faces, dtype=np.int32), target_faces)
+    vertices, faces = np.ascontiguousarray(vertices), np.ascontiguousarray(faces, dtype=np.int64)
+    vertices = _relax(vertices, faces, iterations=3)
+    vertices = _push_out_of(vertices, frame.vertices, body_faces, offset)
+    from_axis = vertices - np.array([0.0, 0.0, vertices[:, 2].mean()])  # outwards from the body's vertical axis
+    if np.mean(np.einsum("vi,vi->v", vertex_normals(vertices, faces), from_axis)) < 0:
+        faces = faces[:, ::-1]
+    return vertices, np.ascontiguousarray(faces)
+
+
+def _offset_surface(body_vertices, body_faces, offset, low, high, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Marching-cubes mesh of {x : signed distance to the body = offset} in the box [low, high]."""
+    counts = np.ceil((high - low) / spacing).astype(int) + 1
+    axes = [low[i] + spacing * np.arange(counts[i]) for i in range(3)]
+    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")  # x fastest, as igl expects
+    points = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+    approximate, _ = scipy.spatial.cKDTree(body_vertices).query(points)
+    near = approximate < offset + 2 * spacing + 0.01
+    distance = np.empty(len(points))
+    distance[near] = igl.signed_distance(points[near], body_vertices, body_faces)[0]
+    inside = igl.fast_winding_number(body_vertices, body_faces, points[~near]) > 0.5
+    distance[~near] = np.where(inside, -1.0, 1.0)
+    vertices, faces, _ = igl.marching_cubes(distance - offset, points, *[int(n) for n in counts])
+    return vertices, faces
+
+
+def _cut_along_isoline(vertices: np.ndarray, faces: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a mesh where the per-vertex ``field`` (V,) is negative, cut exactly along its
+    zero isoline (linear along edges); face orientation kept."""
+    negative = field[faces] < 0  # (F, 3)
+    count = negative.sum(axis=1)
+    edge_list = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    crossing = np.unique(edge_list[(field[edge_list[:, 0]] < 0) != (field[edge_list[:, 1]] < 0)], axis=0)
+    a, b = field[crossing[:, 0]], field[crossing[:, 1]]
+    t = (a / (a - b))[:, None]
+    new_vertices = vertices[crossing[:, 0]] + t * (vertices[crossing[:, 1]] - vertices[crossing[:, 0]])
+    lookup = {(int(p), int(q)): len(vertices) + i for i, (p, q) in enumerate(crossing)}
+
+    def on_edge(p, q):
+        return np.array([lookup[(min(i, j), max(i, j))] for i, j in zip(p.tolist(), q.tolist(), strict=True)], np.int64)
+
+    pieces = [faces[count == 3]]
+    for k in (1, 2):  # one corner kept (a triangle) or two kept (a quad, two triangles)
+        odd = negative[count == k] if k == 1 else ~negative[count == k]
+        rolled = np.take_along_axis(faces[count == k], (np.arange(3)[None] + np.argmax(odd, axis=1)[:, None]) % 3, axis=1)
+        a, b, c = rolled.T
+        ab, ca = on_edge(a, b), on_edge(c, a)
+        pieces += [np.stack([a, ab, ca], 1)] if k == 1 else [np.stack([ab, b, c], 1), np.stack([ab, c, ca], 1)]
+    return np.concatenate([vertices, new_vertices]), np.concatenate(pieces)
+
+
+def _largest_piece(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The connected piece with the most faces, unreferenced vertices dropped."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    piece = max(mesh.split(only_watertight=False), key=lambda m: len(m.faces))
+    return np.asarray(piece.vertices, np.float64), np.asarray(piece.faces, np.int64)
+
+
+def _relax(vertices: np.ndarray, faces: np.ndarray, iterations: int, step: float = 0.5) -> np.ndarray:
+    """Even out a mesh: interior vertices move towards their neighbours' mean within their tangent
+    plane; boundary vertices towards the mean of their two boundary neighbours."""
+    adjacency = trimesh.Trimesh(vertices, faces, process=False).vertex_neighbors
+    loops = boundary_loops(faces)
+    on_boundary = np.zeros(len(vertices), bool)
+    on_boundary[np.concatenate(loops)] = True
+    for _ in range(iterations):
+        normals = vertex_normals(vertices, faces)
+        means = np.stack([vertices[n].mean(axis=0) for n in adjacency])
+        move = means - vertices
+        move -= np.einsum("vi,vi->v", move, normals)[:, None] * normals
+        for loop in loops:
+            move[loop] = 0.5 * (vertices[np.roll(loop, 1)] + vertices[np.roll(loop, -1)]) - vertices[loop]
+        vertices = vertices + step * move
+    return vertices
+
+
+def _push_out_of(vertices: np.ndarray, body_vertices: np.ndarray, body_faces: np.ndarray, clearance: float) -> np.ndarray:
+    """Vertices closer than ``clearance`` to the body's surface moved straight away from it."""
+    distance, _, closest, _ = igl.signed_distance(vertices, body_vertices, body_faces)
+    away = (vertices - closest) * np.sign(distance)[:, None]
+    away /= np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-12)
+    return vertices + np.maximum(clearance - distance, 0.0)[:, None] * away
 
 
 def _hull_radius(points: np.ndarray, angles: np.ndarray) -> np.ndarray:

@@ -70,8 +70,8 @@ def test_dynamics_are_a_function_of_the_pose_alone(generated):
     features = pose_features(sequence.motion.pose, primitive_poses(frame))
     np.testing.assert_allclose(features, sequence.motion.coefficients, atol=1e-12)
     local = (sequence.true_vertices - frame.origin) @ frame.axes.T
-    offsets = synthetic.dynamic_offsets("skirt", local, features, TINY.motion, TINY.difficulty)
-    again = synthetic.dynamic_offsets("skirt", local, features[::-1], TINY.motion, TINY.difficulty)[::-1]
+    offsets = synthetic.dynamic_offsets("skirt", local, sequence.faces, features, TINY.motion, TINY.difficulty)
+    again = synthetic.dynamic_offsets("skirt", local, sequence.faces, features[::-1], TINY.motion, TINY.difficulty)[::-1]
     np.testing.assert_allclose(offsets, again)  # per frame, no dependence on time or order
     assert np.abs(offsets).max() > 0.01
 

@@ -193,8 +193,9 @@ def true_canonical(kind: str, template: Float[np.ndarray, "V 3"], faces: Int[np.
     return frame.to_world(moved)
 
 
-def dynamic_offsets(kind: str, true_local: Float[np.ndarray, "V 3"], features: Float[np.ndarray, "T M"],
-                    motion: MotionConfig, difficulty: DifficultyConfig) -> Float[np.ndarray, "T V 3"]:
+def dynamic_offsets(kind: str, true_local: Float[np.ndarray, "V 3"], faces: Int[np.ndarray, "F 3"],
+                    features: Float[np.ndarray, "T M"], motion: MotionConfig,
+                    difficulty: DifficultyConfig) -> Float[np.ndarray, "T V 3"]:
     """Per-frame displacements (T, V, 3) of the true garment in body coordinates (rest pose),
     a smooth function of the pose features (T, M) of :func:`ngdjax.data.motion.pose_features`.
 
@@ -216,14 +217,14 @@ def dynamic_offsets(kind: str, true_local: Float[np.ndarray, "V 3"], features: F
     hang = (height.max() - height) / (height.max() - height.min())
     theta = np.arctan2(true_local[:, 1], true_local[:, 0])
     radius = np.linalg.norm(true_local[:, :2], axis=1)
-    radial = np.stack([np.cos(theta), np.sin(theta), np.zeros_like(theta)], -1)
+    normals = vertex_normals(true_local, faces)
     tangent = np.stack([-np.sin(theta), np.cos(theta), np.zeros_like(theta)], -1)
     n_folds = max(3, round(2 * np.pi * np.percentile(radius, 90) / difficulty.fold_wavelength_m))
     wave = difficulty.fold_wavelength_m
     first = (0.8 + 0.4 * s[:, None] ** 2) * np.sin(n_folds * theta[None] + np.pi * (s + 0.5 * w)[:, None])
     second = 0.6 * np.sin(2 * n_folds * theta[None] + np.pi * height[None] / wave - np.pi * k[:, None])
     folds = difficulty.fold_m * hang[None] * (first + second)  # (T, V)
-    offsets = folds[..., None] * radial[None]
+    offsets = folds[..., None] * normals[None]
     if kind == "skirt":
         swirl = -s[:, None, None] * tangent[None] + 0.5 * w[:, None, None] * np.array([0.0, 1.0, 0.0])
         offsets = offsets + difficulty.sway_m * (hang**2)[None, :, None] * swirl
@@ -353,7 +354,8 @@ def generate(config: SynthConfig, progress=None) -> SyntheticSequence:
     motion = procedural_motion(config.motion, config.n_frames, frame, config.seed)
     features = pose_features(motion.pose, primitive_poses(frame))
     true_local = _to_local(frame, truth)
-    rest_frames = true_local[None] + dynamic_offsets(config.garment, true_local, features, config.motion, config.difficulty)
+    rest_frames = true_local[None] + dynamic_offsets(config.garment, true_local, faces, features, config.motion,
+                                                     config.difficulty)
     rest_world = frame.to_world(rest_frames)
     transforms, bodies = _pose_bodies(body, motion)
     weights32 = jnp.asarray(weights, jnp.float32)
