@@ -239,7 +239,7 @@ def _tshirt(frame: BodyFrame, body, edge: float, offset: float) -> tuple[np.ndar
     vertices, faces = _offset_surface(frame.vertices, body_faces, offset, low, high, spacing)
     nearest_arm = frame.arm_weight[scipy.spatial.cKDTree(frame.vertices).query(vertices)[1]] > 0.5
     cut = hem - vertices[:, 2]
-    for side, (centre, direction) in cuffs.items():
+    for centre, direction in cuffs.values():
         on_arm = nearest_arm & (np.sign(vertices[:, 1]) == np.sign(centre[1]))
         cut = np.maximum(cut, np.where(on_arm, (vertices - centre) @ direction, -np.inf))
     neck = joints["neck"]
