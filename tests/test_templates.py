@@ -76,8 +76,8 @@ def test_template_follows_the_body_in_any_world_frame(anny):
     moved = Body(dataclasses.replace(model, rest_vertices=np.asarray(model.rest_vertices) @ rotation.T + shift,
                                      rest_skeleton=skeleton), "anny")
     for kind in GARMENT_KINDS:
-        vertices, faces = make_template(kind, anny, np.zeros(0), EDGE)
-        moved_vertices, moved_faces = make_template(kind, moved, np.zeros(0), EDGE)
+        vertices, faces = make_template(kind, anny, np.zeros(0), 2 * EDGE)
+        moved_vertices, moved_faces = make_template(kind, moved, np.zeros(0), 2 * EDGE)
         np.testing.assert_array_equal(moved_faces, faces)
         np.testing.assert_allclose(moved_vertices, vertices @ rotation.T + shift, atol=1e-4)
 

@@ -505,15 +505,20 @@ def _texture_measures(images: np.ndarray, masks: np.ndarray) -> dict:
 
 def mask_round_trip_iou(renderer: Renderer, vertices: np.ndarray, faces: np.ndarray, mv: np.ndarray, proj: np.ndarray,
                         mask: np.ndarray, occluders: np.ndarray) -> float:
-    """IoU between a garment mask and the silhouette of the mesh rendered alone (as the fit renders
-    it, :func:`ngdjax.render.shading.render_geometry`), both without the occluder pixels."""
-    from ngdjax.render.shading import render_geometry
-
+    """IoU between a garment mask (H, W) and the silhouette of the mesh rendered alone as the fit
+    renders it (:func:`ngdjax.render.shading.render_geometry`, thresholded at 0.5), both
+    without the occluder pixels (H, W)."""
     tris = np.asarray(faces, np.int32)
-    images = render_geometry(renderer, jnp.asarray(vertices, jnp.float32), jnp.asarray(tris),
-                             jnp.asarray(antialias_topology(tris)), jnp.asarray(mv, jnp.float32),
-                             jnp.asarray(proj, jnp.float32), tuple(mask.shape))
-    silhouette = np.asarray(images.silhouette[0]) > 0.5
+    silhouette = np.asarray(_silhouette(renderer, jnp.asarray(vertices, jnp.float32), jnp.asarray(tris),
+                                        jnp.asarray(antialias_topology(tris)), jnp.asarray(mv, jnp.float32),
+                                        jnp.asarray(proj, jnp.float32), resolution=tuple(mask.shape))) > 0.5
     keep = ~occluders
     union = np.sum((silhouette | mask) & keep)
     return float(np.sum(silhouette & mask & keep) / max(union, 1))
+
+
+@functools.partial(jax.jit, static_argnames=("renderer", "resolution"))
+def _silhouette(renderer, vertices, tris, topology, mv, proj, resolution):
+    from ngdjax.render.shading import render_geometry
+
+    return render_geometry(renderer, vertices, tris, topology, mv, proj, resolution).silhouette[0]
