@@ -1,0 +1,431 @@
+"""The appearance stage (METHOD section 8): a UV atlas on the static canonical mesh, a static
+texture ``T^S`` (R, R, 3) and a pose-conditioned dynamic texture ``T^D`` (hash grid + MLP on
+(u, v, z^(2)_t + noise)), fitted to the frames with the geometry frozen.
+
+Per frame the colour is ``clamp(bilinear(T^S, uv) + T^D(uv, z^(2)_t + nu), 0, 1)`` times coverage,
+at the UVs interpolated over the rasterised, frozen posed garment; the loss is the relative L2
+of METHOD 8.7 over the eroded garment mask without occluder pixels.
+
+Deviations from the method (each keeps the function being fitted, and saves work):
+
+- The method evaluates ``T^D`` on every texel of its 1024^2 map each step (1M queries) and then
+  samples the map. Here ``T^D`` is evaluated only at the UVs of the pixels the loss sees (covered
+  by the garment and inside the loss mask): the same function of (u, v, code), thousands of
+  queries instead of a million. The full texel grid is evaluated once per frame for the output
+  texture maps and the re-rendered frames (the method's path: the map sampled bilinearly).
+- The geometry is frozen, so each frame is rasterised once before the fit and the pixels' UVs
+  are stacked on the device; a step is a texture lookup, the network and the loss.
+- Texel centres: the output maps query ``T^D`` at texel centres ((j + 0.5)/R, (i + 0.5)/R) (the
+  method uses j/R, i/R), so that sampling the map at a UV reproduces the trained ``T^D``.
+- xatlas packs at the texture resolution with 2 texels of padding between charts (the method
+  keeps xatlas's defaults), so bilinear lookups do not mix charts.
+- The code noise decays over ``static_decay_steps`` (the method's 100k, rescaled with the
+  configs' schedules).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.ndimage
+from jaxtyping import Array, Float, Int
+from tqdm import tqdm
+
+from ngdjax import fields, losses, metrics
+from ngdjax.camera import to_clip
+from ngdjax.data.loader import Sequence
+from ngdjax.fit import log_linear_schedule
+from ngdjax.fit_config import FitConfig, TextureConfig
+from ngdjax.io import write_image, write_text
+from ngdjax.pose_code import pose_codes
+from ngdjax.render.backend import Renderer
+from ngdjax.render.shading import render_texture
+
+log = logging.getLogger("ngdjax")
+
+INITIAL_TEXEL = 0.2  # T^S starts grey (METHOD 8.3)
+ATLAS_PADDING = 2  # texels between xatlas charts
+NOISE_SCALE = 0.01  # nu ~ NOISE_SCALE * N * s(step) N(0, I), s from NOISE_START to 0 (METHOD 8.4)
+NOISE_START = 0.01
+MATERIAL = "garment"
+
+
+class UVAtlas(NamedTuple):
+    """UVs with their own index buffer: ``uv`` (T, 2) float32 in [0, 1] (u along texel columns,
+    v along memory rows, as :func:`ngdjax.render.jax_texture.texture`), ``uv_faces`` (F, 3) int32,
+    face f's corners in the order of the geometry's face f."""
+
+    uv: np.ndarray
+    uv_faces: np.ndarray
+
+
+def uv_atlas(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024) -> UVAtlas:
+    """xatlas charts and packing of a mesh (V, 3) / (F, 3), for an R x R texture ``resolution``.
+
+    The geometry keeps its own vertex indexing; xatlas's seam-split vertices appear only as UV
+    indices. Raises ValueError if xatlas drops or reorders faces (degenerate input)."""
+    import xatlas
+
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(np.asarray(vertices, np.float32), np.asarray(faces, np.uint32))
+    packing = xatlas.PackOptions()
+    packing.resolution, packing.padding = resolution, ATLAS_PADDING
+    atlas.generate(pack_options=packing)
+    vertex_of_uv, uv_faces, uv = atlas[0]
+    if uv_faces.shape != np.shape(faces) or not np.array_equal(vertex_of_uv[uv_faces], faces):
+        raise ValueError(f"uv_atlas: xatlas returned {len(uv_faces)} faces that do not match the mesh's "
+                         f"{len(faces)} (degenerate faces?)")
+    return UVAtlas(np.clip(uv, 0.0, 1.0).astype(np.float32), uv_faces.astype(np.int32))
+
+
+def texture_net_config(texture: TextureConfig) -> fields.TextureNetConfig:
+    """The dynamic texture network of a texture config."""
+    return fields.TextureNetConfig(code_dim=texture.pose_code_dim, n_levels=texture.n_levels,
+                                   log2_table_size=texture.log2_table_size, hidden=tuple(texture.hidden))
+
+
+def init_texture_params(key: Array, texture: TextureConfig) -> dict:
+    """``{"static": (R, R, 3) filled with 0.2, "net": the dynamic texture net's parameters}``."""
+    resolution = texture.resolution
+    return {"static": jnp.full((resolution, resolution, 3), INITIAL_TEXEL, jnp.float32),
+            "net": fields.init_texture_net(key, texture_net_config(texture))}
+
+
+def make_texture_optimizer(texture: TextureConfig, n_frames: int) -> optax.GradientTransformation:
+    """Adam (eps 1e-15) with log-linear decays: ``static`` counts steps from 0, ``net`` from N
+    (METHOD 9: the static texture's counter is the exception)."""
+    def adam(lr, decay_steps, offset):
+        return optax.chain(optax.scale_by_adam(eps=1e-15),
+                           optax.scale_by_learning_rate(log_linear_schedule(*lr, decay_steps, offset)))
+    return optax.multi_transform(
+        {"static": adam(texture.lr_static, texture.static_decay_steps, 0),
+         "net": adam(texture.lr_net, texture.net_decay_steps, n_frames)},
+        {"static": "static", "net": "net"})
+
+
+def code_noise_std(step: Array, n_frames: int, decay_steps: int) -> Array:
+    """Standard deviation of the pose-code noise at global step ``step`` (step counter (e+1)N + it):
+    0.01 N s, with s decaying linearly from 0.01 to 0 over ``decay_steps`` (METHOD 8.4)."""
+    decay = jnp.clip(1.0 - (step.astype(jnp.float32) + n_frames) / decay_steps, 0.0, 1.0)
+    return NOISE_SCALE * n_frames * NOISE_START * decay
+
+
+def loss_masks(masks: np.ndarray, occluders: np.ndarray | None, erode_iterations: int) -> np.ndarray:
+    """(T, H, W) bool: each garment mask eroded with a 3x3 square ``erode_iterations`` times,
+    occluder pixels removed."""
+    square = np.ones((1, 3, 3), bool)  # no erosion across frames
+    eroded = (scipy.ndimage.binary_erosion(masks, square, iterations=erode_iterations) if erode_iterations
+              else np.asarray(masks, bool))
+    return eroded if occluders is None else eroded & ~np.asarray(occluders, bool)
+
+
+@functools.partial(jax.jit, static_argnames=("renderer", "resolution"))
+def rasterize_posed(renderer: Renderer, vertices: Float[Array, "V 3"], tris: Int[Array, "F 3"],
+                    mv: Float[Array, "4 4"], proj: Float[Array, "4 4"], resolution: tuple[int, int]
+                    ) -> Float[Array, "H W 4"]:
+    """The rasteriser's output (H, W, 4) for world-space vertices seen by camera (mv, proj)."""
+    return renderer.rasterize(to_clip(vertices, mv, proj), tris, resolution)[0]
+
+
+def rasterize_frames(renderer: Renderer, posed: np.ndarray, faces: np.ndarray, mv: np.ndarray,
+                     proj: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
+    """(T, H, W, 4) rasteriser outputs of the posed garment (T, V, 3) in every frame's camera (T, 4, 4)."""
+    tris = jnp.asarray(faces, jnp.int32)
+    return np.stack([np.asarray(rasterize_posed(renderer, jnp.asarray(v, jnp.float32), tris, jnp.asarray(m),
+                                                jnp.asarray(p), tuple(resolution)))
+                     for v, m, p in zip(posed, mv, proj)])
+
+
+@functools.partial(jax.jit, static_argnames=("renderer",))
+def render_textured(renderer: Renderer, rast: Float[Array, "H W 4"], uv: Float[Array, "T 2"],
+                    uv_faces: Int[Array, "F 3"], tex: Float[Array, "R R 3"]) -> Float[Array, "H W 3"]:
+    """The method's textured render (H, W, 3): UVs interpolated, ``tex`` sampled bilinearly, times coverage."""
+    return render_texture(renderer, rast[None], uv, uv_faces, tex)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("renderer",))
+def interpolate_uv(renderer: Renderer, rast: Float[Array, "H W 4"], uv: Float[Array, "T 2"],
+                   uv_faces: Int[Array, "F 3"]) -> Float[Array, "H W 2"]:
+    """Per-pixel UVs (H, W, 2) interpolated over the rasterised faces."""
+    return renderer.interpolate(uv, rast[None], uv_faces)[0]
+
+
+class TextureFrames(NamedTuple):
+    """Per-frame data of the appearance fit, stacked over T frames on the device.
+
+    pixels: (T, P) int32 flat indices (row * W + column) of the pixels the loss sees (covered by
+    the garment, inside the loss mask), padded with H * W. uv: (T, P, 2) their interpolated UVs.
+    targets: (T, H, W, 3) float32 frames in [0, 1]. mask: (T, H, W) float32 loss masks.
+    code: (T, K) texture pose codes z^(2)_t."""
+
+    pixels: Int[Array, "T P"]
+    uv: Float[Array, "T P 2"]
+    targets: Float[Array, "T H W 3"]
+    mask: Float[Array, "T H W"]
+    code: Float[Array, "T K"]
+
+
+def prepare_texture_frames(sequence: Sequence, rasts: np.ndarray, atlas: UVAtlas, renderer: Renderer,
+                           texture: TextureConfig) -> TextureFrames:
+    """Stack what the appearance fit reads per frame (:class:`TextureFrames`) from the frames'
+    rasterisations (T, H, W, 4)."""
+    height, width = sequence.resolution
+    mask = loss_masks(sequence.masks, sequence.occluders, texture.erode_iterations)
+    seen = (rasts[..., 3] > 0) & mask
+    capacity = max(int(seen.reshape(len(seen), -1).sum(axis=1).max()), 1)
+    atlas_uv, uv_faces = jnp.asarray(atlas.uv), jnp.asarray(atlas.uv_faces)
+    pixels = np.full((len(seen), capacity), height * width, np.int32)
+    uv = np.zeros((len(seen), capacity, 2), np.float32)
+    for t, frame_seen in enumerate(seen):
+        flat = np.flatnonzero(frame_seen)
+        pixels[t, :len(flat)] = flat
+        uv[t, :len(flat)] = np.asarray(interpolate_uv(renderer, jnp.asarray(rasts[t]), atlas_uv, uv_faces)).reshape(-1, 2)[flat]
+    return TextureFrames(
+        pixels=jnp.asarray(pixels), uv=jnp.asarray(uv),
+        targets=jnp.asarray(sequence.images, jnp.float32) / 255.0, mask=jnp.asarray(mask, jnp.float32),
+        code=jnp.asarray(pose_codes(sequence.pose, texture.pose_code_dim)))
+
+
+def texel_colours(params: dict, config: fields.TextureNetConfig, renderer: Renderer, uv: Float[Array, "N 2"],
+                  code: Float[Array, " K"], dynamic: bool) -> Float[Array, "N 3"]:
+    """``clamp(bilinear(T^S, uv) + T^D(uv, code), 0, 1)`` at N UVs (``T^D`` only when ``dynamic``)."""
+    colour = renderer.texture(params["static"][None], uv[None, None])[0, 0]
+    if dynamic:
+        colour = colour + fields.dynamic_texture(params["net"], config, uv, code)
+    return jnp.clip(colour, 0.0, 1.0)
+
+
+def texel_centres(resolution: int) -> Float[Array, "RR 2"]:
+    """(R * R, 2) UVs of the texel centres of an R x R map, row-major (u = (j + 0.5)/R, v = (i + 0.5)/R)."""
+    centres = (jnp.arange(resolution, dtype=jnp.float32) + 0.5) / resolution
+    v, u = jnp.meshgrid(centres, centres, indexing="ij")
+    return jnp.stack([u.ravel(), v.ravel()], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "dynamic"))
+def texture_map(params: dict, config: fields.TextureNetConfig, code: Float[Array, " K"],
+                dynamic: bool) -> Float[Array, "R R 3"]:
+    """The frame's texture map ``clamp(T^S + T^D_t, 0, 1)`` (R, R, 3), ``T^D`` on every texel centre."""
+    static = params["static"]
+    if not dynamic:
+        return jnp.clip(static, 0.0, 1.0)
+    resolution = static.shape[0]
+    residual = fields.dynamic_texture(params["net"], config, texel_centres(resolution), code)
+    return jnp.clip(static + residual.reshape(static.shape), 0.0, 1.0)
+
+
+TRACES = {"texture_step": 0}  # how many times the step was traced (tests read it)
+
+
+@functools.lru_cache(maxsize=8)
+def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int, resolution: tuple[int, int]):
+    """The jitted step ``step(params, opt_state, frames, index, key, step_count, dynamic) ->
+    (params, opt_state, loss)`` for frame ``index`` (traced) of :class:`TextureFrames`; ``dynamic``
+    (static) switches ``T^D`` on. ``step_count`` is the global step (for the code noise)."""
+    optimizer = make_texture_optimizer(texture, n_frames)
+    config = texture_net_config(texture)
+    height, width = resolution
+
+    def step(params, opt_state, frames: TextureFrames, index, key, step_count, dynamic: bool):
+        TRACES["texture_step"] += 1
+        noise = code_noise_std(step_count, n_frames, texture.static_decay_steps) * jax.random.normal(
+            key, (config.code_dim,))
+        code = frames.code[index] + noise
+        pixels = frames.pixels[index]
+
+        def loss_of(p):
+            colour = texel_colours(p, config, renderer, frames.uv[index], code, dynamic)
+            image = jnp.zeros((height * width, 3), colour.dtype).at[pixels].set(colour, mode="drop")
+            return losses.relative_l2(image.reshape(height, width, 3), frames.targets[index], frames.mask[index])
+
+        loss, grads = jax.value_and_grad(loss_of)(params)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return jax.jit(step, static_argnames=("dynamic",), donate_argnums=(0, 1))
+
+
+@dataclasses.dataclass
+class TextureResult:
+    """A finished appearance fit: parameters, the atlas, each frame's rasterisation (T, H, W, 4),
+    whether ``T^D`` was on at the end, and the fit's wall time."""
+
+    params: dict
+    atlas: UVAtlas
+    rasts: np.ndarray
+    dynamic: bool
+    seconds: float
+
+
+def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
+                faces: np.ndarray, renderer: Renderer, run_dir: str, progress: bool = True) -> TextureResult:
+    """Fit ``T^S`` and ``T^D`` to the sequence with the garment frozen: ``posed`` (T, V, 3) world
+    vertices of every frame, ``canonical`` (V, 3) the static canonical mesh (for the atlas),
+    ``faces`` (F, 3). Epochs of shuffled frames (the geometry's orders for ``optim.seed``), one
+    jitted step per frame, ``T^D`` off for ``texture.warmup_epochs``; appends one line per step
+    with ``"stage": "texture"`` to ``run_dir/log.jsonl`` (earlier texture lines are dropped)."""
+    from ngdjax.train import epoch_order
+
+    started = time.perf_counter()
+    texture, n_frames = config.texture, sequence.n_frames
+    atlas = uv_atlas(canonical, faces, texture.resolution)
+    rasts = rasterize_frames(renderer, posed, faces, sequence.mv, sequence.proj, sequence.resolution)
+    frames = prepare_texture_frames(sequence, rasts, atlas, renderer, texture)
+    params = init_texture_params(jax.random.PRNGKey(config.optim.seed + 2), texture)
+    opt_state = make_texture_optimizer(texture, n_frames).init(params)
+    step_settings = dataclasses.replace(texture, epochs=0, warmup_epochs=0, erode_iterations=0)  # unused by a step
+    step = make_texture_step(renderer, step_settings, n_frames, tuple(sequence.resolution))
+    base_key = jax.random.PRNGKey(config.optim.seed + 3)
+    log_path = os.path.join(run_dir, "log.jsonl")
+    _drop_texture_lines(log_path)
+    bar = tqdm(total=texture.epochs * n_frames, desc="texture", unit="step", disable=not progress, dynamic_ncols=True)
+    step_count, dynamic = 0, False
+    for epoch in range(texture.epochs):
+        dynamic = epoch >= texture.warmup_epochs
+        records = []
+        for index in epoch_order(config.optim.seed, epoch, n_frames):
+            params, opt_state, loss = step(params, opt_state, frames, jnp.int32(index),
+                                           jax.random.fold_in(base_key, step_count), jnp.int32(step_count),
+                                           dynamic=dynamic)
+            records.append((step_count, int(index), loss))
+            step_count += 1
+            bar.update(1)
+        _append_log(log_path, epoch, sequence.frames, records)
+        bar.set_postfix(relative_l2=f"{float(records[-1][2]):.4g}")
+    bar.close()
+    return TextureResult(params, atlas, rasts, dynamic, time.perf_counter() - started)
+
+
+def textured_renders(result: TextureResult, renderer: Renderer, sequence: Sequence,
+                     texture: TextureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame's texture map (T, R, R, 3) and the re-rendered frames (T, H, W, 3) (the maps
+    sampled bilinearly at the interpolated UVs, times coverage: the method's render)."""
+    config = texture_net_config(texture)
+    codes = jnp.asarray(pose_codes(sequence.pose, texture.pose_code_dim))
+    uv, uv_faces = jnp.asarray(result.atlas.uv), jnp.asarray(result.atlas.uv_faces)
+    maps, images = [], []
+    for t in range(sequence.n_frames):
+        maps.append(np.asarray(texture_map(result.params, config, codes[t], result.dynamic)))
+        images.append(np.asarray(render_textured(renderer, jnp.asarray(result.rasts[t]), uv, uv_faces, jnp.asarray(maps[-1]))))
+    return np.stack(maps), np.stack(images)
+
+
+def appearance_metrics(images: np.ndarray, sequence: Sequence) -> dict:
+    """``psnr`` and ``ssim`` of the re-rendered frames (T, H, W, 3) against the frames over the
+    garment masks (../shared/CONTRACTS.md), in the metrics.json layout."""
+    targets = sequence.images.astype(np.float32) / 255.0
+    per_frame = {"psnr": {}, "ssim": {}}
+    for t, index in enumerate(sequence.frames):
+        per_frame["psnr"][index] = metrics.psnr_masked(images[t], targets[t], sequence.masks[t])
+        per_frame["ssim"][index] = metrics.ssim_masked(images[t], targets[t], sequence.masks[t])
+    return metrics.summarise(per_frame)
+
+
+def textured_obj(vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas, mtl_name: str) -> str:
+    """OBJ text of a mesh (V, 3) / (F, 3) with the atlas's UVs (``vt`` flipped to OBJ's
+    bottom-up v, for a PNG whose first row is the map's first memory row) and material
+    ``garment`` from ``mtl_name``."""
+    vertex_lines = "\n".join(f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, np.float64))
+    uv_lines = "\n".join(f"vt {u:.6f} {1.0 - v:.6f}" for u, v in atlas.uv)
+    corners = np.stack([np.asarray(faces) + 1, atlas.uv_faces + 1], axis=-1)  # (F, 3, 2), 1-based
+    face_lines = "\n".join("f " + " ".join(f"{a}/{b}" for a, b in face) for face in corners)
+    return f"mtllib {mtl_name}\nusemtl {MATERIAL}\n{vertex_lines}\n{uv_lines}\n{face_lines}\n"
+
+
+def material(texture_name: str) -> str:
+    """MTL text of the ``garment`` material, its diffuse colour from ``texture_name``."""
+    return f"newmtl {MATERIAL}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_name}\n"
+
+
+def write_textured_mesh(path: str, vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas,
+                        texture: np.ndarray) -> None:
+    """``path`` (.obj) with its ``.mtl`` and ``.png`` (the map (R, R, 3) in [0, 1]) beside it, atomically."""
+    stem = os.path.splitext(path)[0]
+    name = os.path.basename(stem)
+    write_image(stem + ".png", np.round(np.clip(texture, 0.0, 1.0) * 255).astype(np.uint8))
+    write_text(stem + ".mtl", material(name + ".png"))
+    write_text(path, textured_obj(vertices, faces, atlas, name + ".mtl"))
+
+
+def write_texture_outputs(run_dir: str, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
+                          faces: np.ndarray, result: TextureResult, renderer: Renderer,
+                          texture: TextureConfig, renders: bool = True) -> dict:
+    """Textured ``meshes/frame_XXXX.obj`` (+ .mtl, .png of T^S + T^D_t), ``canonical.obj``
+    (+ .mtl, .png of T^S), ``renders/textured_XXXX.png`` (target | textured render over the
+    dimmed target); returns the ``psnr``/``ssim`` metrics."""
+    maps, images = textured_renders(result, renderer, sequence, texture)
+    for t, index in enumerate(sequence.frames):
+        write_textured_mesh(os.path.join(run_dir, "meshes", f"frame_{index:04d}.obj"), posed[t], faces,
+                            result.atlas, maps[t])
+        if renders:
+            target = sequence.images[t].astype(np.float32) / 255.0
+            coverage = (result.rasts[t, ..., 3:4] > 0).astype(np.float32)
+            panel = np.concatenate([target, images[t] + (1.0 - coverage) * 0.35 * target], axis=1)
+            write_image(os.path.join(run_dir, "renders", f"textured_{index:04d}.png"),
+                        np.round(np.clip(panel, 0.0, 1.0) * 255).astype(np.uint8))
+    write_textured_mesh(os.path.join(run_dir, "canonical.obj"), canonical, faces, result.atlas,
+                        np.asarray(result.params["static"]))
+    return appearance_metrics(images, sequence)
+
+
+def run_appearance(config: FitConfig, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
+                   faces: np.ndarray, renderer: Renderer, run_dir: str, progress: bool = True) -> tuple[dict, dict]:
+    """Fit and write the appearance stage; returns (metrics ``psnr``/``ssim``, seconds per part:
+    ``texture`` (the fit) and ``texture_outputs``)."""
+    result = fit_texture(config, sequence, posed, canonical, faces, renderer, run_dir, progress)
+    started = time.perf_counter()
+    found = write_texture_outputs(run_dir, sequence, posed, canonical, faces, result, renderer, config.texture,
+                                  config.output.renders)
+    log.info("appearance: psnr %.2f dB, ssim %.4f (masked, training frames)", found["psnr"]["mean"],
+             found["ssim"]["mean"])
+    return found, {"texture": result.seconds, "texture_outputs": time.perf_counter() - started}
+
+
+def load_geometry(config: FitConfig, sequence: Sequence, run_dir: str, renderer: Renderer):
+    """A finished geometry run's garment from ``run_dir/checkpoint``: (posed (T, V, 3), canonical
+    (V, 3), faces (F, 3)), for running the appearance stage alone. Raises ValueError when the
+    checkpoint is missing or the geometry fit has not finished."""
+    from ngdjax import checkpoint, outputs
+    from ngdjax.body.model import load_body
+    from ngdjax.train import fit_geometry
+
+    ckpt_dir = os.path.join(run_dir, "checkpoint")
+    if not checkpoint.has_checkpoint(ckpt_dir):
+        raise ValueError(f"{ckpt_dir}: no geometry checkpoint")
+    meta, _ = checkpoint.load_checkpoint_meta(ckpt_dir)
+    if int(meta["epoch"]) < config.optim.epochs:
+        raise ValueError(f"{ckpt_dir}: the geometry fit stopped at epoch {meta['epoch']} of {config.optim.epochs}")
+    body = load_body(sequence.body_model, sequence.body_model_path)
+    geometry = fit_geometry(config, sequence, body, renderer, run_dir, resume=True, progress=False)
+    network_on = config.field.dynamic and config.optim.epochs > config.optim.warmup_epochs
+    posed = outputs.predict_posed(geometry.params, geometry.problem, geometry.frames, network_on)
+    return posed, outputs.canonical_vertices(geometry.params, geometry.problem), geometry.template_faces
+
+
+def _drop_texture_lines(path: str) -> None:
+    """Remove the log lines of an earlier appearance fit (the stage restarts from scratch)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as file:
+        kept = [line for line in file if line.strip() and json.loads(line).get("stage") != "texture"]
+    write_text(path, "".join(kept))
+
+
+def _append_log(path: str, epoch: int, frame_ids: list[int], records: list) -> None:
+    """Append one JSON line per step (losses fetched from the device once per epoch)."""
+    values = jax.device_get([loss for _, _, loss in records])
+    with open(path, "a") as file:
+        for (step, index, _), value in zip(records, values):
+            file.write(json.dumps({"stage": "texture", "step": step, "epoch": epoch, "frame": frame_ids[index],
+                                   "relative_l2": float(value)}) + "\n")

@@ -1,0 +1,167 @@
+"""The appearance stage (ngdjax/texture.py): UV atlas, static texture recovery, a pose-dependent
+dynamic texture, textured OBJ files."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import trimesh
+
+from ngdjax import procedural, texture
+from ngdjax.camera import look_at, perspective
+from ngdjax.data.loader import Sequence
+from ngdjax.fit_config import DataConfig, FitConfig, OptimConfig, TextureConfig
+from ngdjax.metrics import psnr_masked
+from ngdjax.render.backend import get_renderer
+
+RESOLUTION = (96, 96)
+TEXTURE = 32
+
+
+def flat_sheet(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """A 0.8 m square grid in the z = 0 plane, facing +z: vertices (n*n, 3), faces (2(n-1)^2, 3)."""
+    ticks = np.linspace(-0.4, 0.4, n)
+    x, y = np.meshgrid(ticks, ticks)
+    vertices = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], axis=1)
+    corner = (np.arange(n - 1)[:, None] * n + np.arange(n - 1)[None, :]).ravel()
+    faces = np.concatenate([np.stack([corner, corner + 1, corner + n + 1], 1),
+                            np.stack([corner, corner + n + 1, corner + n], 1)])
+    return vertices, faces
+
+
+def known_texture(resolution: int) -> np.ndarray:
+    """(R, R, 3) in [0.1, 0.9]: smooth colour gradients plus a soft-edged stripe pattern."""
+    s, t = np.meshgrid((np.arange(resolution) + 0.5) / resolution, (np.arange(resolution) + 0.5) / resolution)
+    stripes = 0.5 + 0.5 * np.tanh(2 * np.sin(2 * np.pi * 3 * (s + t)))
+    return (0.1 + 0.8 * np.stack([s, t, stripes], axis=-1)).astype(np.float32)
+
+
+def cameras(n_views: int):
+    """(n, 4, 4) world-to-view matrices around the sheet's front, and one projection (4, 4)."""
+    angles = np.linspace(-0.35, 0.35, n_views)
+    mv = np.stack([look_at([1.6 * np.sin(a), 0.1 * np.cos(3 * a), 1.6 * np.cos(a)], [0, 0, 0]) for a in angles])
+    proj = perspective(110, 110, RESOLUTION[1] / 2, RESOLUTION[0] / 2, RESOLUTION[1], RESOLUTION[0])
+    return mv.astype(np.float32), np.broadcast_to(proj, (n_views, 4, 4)).astype(np.float32)
+
+
+def toy_sequence(vertices, faces, atlas, textures, mv, proj, poses) -> Sequence:
+    """A sequence of the static sheet seen by the cameras ``mv``, frame t coloured by ``textures[t]``
+    (T, R, R, 3) through the atlas, with the flat pose vectors ``poses`` (T, P)."""
+    renderer = get_renderer("jax")
+    n = len(mv)
+    rasts = texture.rasterize_frames(renderer, np.broadcast_to(vertices, (n, *vertices.shape)), faces, mv, proj,
+                                     RESOLUTION)
+    images = np.stack([np.asarray(texture.render_textured(renderer, jnp.asarray(rast), jnp.asarray(atlas.uv),
+                                                          jnp.asarray(atlas.uv_faces), jnp.asarray(tex)))
+                       for rast, tex in zip(rasts, textures)])
+    zeros = np.zeros((n, 3), np.float32)
+    return Sequence(
+        directory="toy", frames=list(range(n)), resolution=RESOLUTION,
+        images=np.round(images * 255).astype(np.uint8), masks=rasts[..., 3] > 0, occluders=None, diffuse=None,
+        depth=None, mv=mv, proj=proj, shape=np.zeros((n, 1), np.float32), pose=np.asarray(poses, np.float32),
+        global_rotation=zeros, translation=zeros, body_model="anny", body_model_path=None,
+        template_vertices=vertices, template_faces=faces, gt_mesh_paths=None)
+
+
+def toy_config(epochs: int, warmup_epochs: int) -> FitConfig:
+    """One step configuration for every fit here (so they share the compiled step)."""
+    settings = TextureConfig(resolution=TEXTURE, epochs=epochs, warmup_epochs=warmup_epochs, lr_static=(3e-2, 3e-3),
+                             static_decay_steps=4 * 120, lr_net=(1e-2, 1e-3), net_decay_steps=4 * 120, n_levels=8,
+                             log2_table_size=12, hidden=(32,), erode_iterations=1)
+    return FitConfig(name="toy", data=DataConfig(sequence="toy"), optim=OptimConfig(seed=3), texture=settings)
+
+
+def test_uv_atlas_covers_every_face_inside_the_unit_square():
+    vertices, faces = procedural.garment(500)
+    atlas = texture.uv_atlas(vertices, faces, resolution=256)
+    assert atlas.uv.dtype == np.float32 and atlas.uv_faces.dtype == np.int32
+    assert atlas.uv_faces.shape == faces.shape
+    assert atlas.uv.min() >= 0.0 and atlas.uv.max() <= 1.0
+    corners = atlas.uv[atlas.uv_faces]  # (F, 3, 2)
+    edges = corners[:, 1:] - corners[:, :1]
+    uv_areas = 0.5 * np.abs(edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0])
+    assert np.all(uv_areas > 0), "every face gets a non-degenerate UV triangle"
+    assert uv_areas.sum() <= 1.0, "charts do not overlap"
+    # A UV corner belongs to one geometry vertex: seams split UVs, never positions.
+    owners = np.full(len(atlas.uv), -1)
+    owners[atlas.uv_faces.ravel()] = faces.ravel()
+    assert np.array_equal(owners[atlas.uv_faces], faces)
+
+
+def test_static_texture_is_recovered_on_the_texels_the_views_cover(tmp_path):
+    vertices, faces = flat_sheet()
+    atlas = texture.uv_atlas(vertices, faces, resolution=TEXTURE)
+    truth = known_texture(TEXTURE)
+    mv, proj = cameras(4)
+    sequence = toy_sequence(vertices, faces, atlas, [truth] * 4, mv, proj, np.eye(4))
+    config = toy_config(epochs=100, warmup_epochs=100)
+    renderer = get_renderer("jax")
+    posed = np.broadcast_to(vertices, (4, *vertices.shape))
+    result = texture.fit_texture(config, sequence, posed, vertices, faces, renderer, str(tmp_path), progress=False)
+
+    # Texels by their total bilinear weight over the pixels the loss sees.
+    frames = texture.prepare_texture_frames(sequence, result.rasts, atlas, renderer, config.texture)
+    used = frames.uv.reshape(-1, 2)[np.asarray(frames.pixels).ravel() < RESOLUTION[0] * RESOLUTION[1]]
+    weight = jax.grad(lambda tex: jnp.sum(renderer.texture(tex[None], used[None, None])))(jnp.zeros_like(truth))
+    covered = np.asarray(weight[..., 0]) >= 1.0
+    assert covered.mean() > 0.3
+    recovered = np.asarray(result.params["static"])
+    assert psnr_masked(recovered, truth, covered) >= 35.0
+    assert psnr_masked(np.full_like(truth, 0.2), truth, covered) < 15.0  # the starting point is far off
+
+    lines = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert len(lines) == 400 and all(line["stage"] == "texture" for line in lines)
+    assert lines[-1]["relative_l2"] < lines[0]["relative_l2"] / 100
+
+
+def test_dynamic_texture_learns_a_pose_dependent_colour_without_retracing(tmp_path):
+    vertices, faces = flat_sheet()
+    atlas = texture.uv_atlas(vertices, faces, resolution=TEXTURE)
+    base = known_texture(TEXTURE)
+    tint = np.array([0.3, -0.2, 0.0], np.float32)
+    pose_sign = np.array([1, -1, 1, -1])
+    textures = [np.clip(base + sign * tint / 2, 0, 1) for sign in pose_sign]
+    mv, proj = cameras(4)
+    poses = pose_sign[:, None] * np.array([[1.0, 0.5, 0.0]]) + 0.05 * np.eye(4, 3)
+    sequence = toy_sequence(vertices, faces, atlas, textures, mv, proj, poses)
+    config = toy_config(epochs=60, warmup_epochs=5)
+    renderer = get_renderer("jax")
+    posed = np.broadcast_to(vertices, (4, *vertices.shape))
+    traces = texture.TRACES["texture_step"]
+    result = texture.fit_texture(config, sequence, posed, vertices, faces, renderer, str(tmp_path), progress=False)
+    assert texture.TRACES["texture_step"] - traces <= 2  # at most one trace with T^D off and one with it on
+    assert result.dynamic
+
+    _, images = texture.textured_renders(result, renderer, sequence, config.texture)
+    found = texture.appearance_metrics(images, sequence)
+    assert found["psnr"]["mean"] >= 28.0
+    assert set(found["psnr"]["per_frame"]) == {f"{i:04d}" for i in range(4)}
+    static_only = dataclasses.replace(result, dynamic=False)
+    _, static_images = texture.textured_renders(static_only, renderer, sequence, config.texture)
+    assert texture.appearance_metrics(static_images, sequence)["psnr"]["mean"] < found["psnr"]["mean"] - 8.0
+    inside = sequence.masks
+    difference = images[pose_sign > 0][inside[pose_sign > 0]].mean(0) - images[pose_sign < 0][inside[pose_sign < 0]].mean(0)
+    np.testing.assert_allclose(difference, tint, atol=0.03)
+
+
+def test_textured_obj_reads_back_in_trimesh_with_its_uvs_and_texture(tmp_path):
+    vertices, faces = procedural.garment(300)
+    atlas = texture.uv_atlas(vertices, faces, resolution=64)
+    colours = known_texture(64)
+    path = tmp_path / "meshes" / "frame_0003.obj"
+    texture.write_textured_mesh(str(path), vertices, faces, atlas, colours)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["frame_0003.mtl", "frame_0003.obj", "frame_0003.png"]
+
+    mesh = trimesh.load(path, process=False)
+    assert isinstance(mesh.visual, trimesh.visual.TextureVisuals)
+    assert np.asarray(mesh.visual.material.image).shape[:2] == (64, 64)
+    assert len(mesh.faces) == len(faces)
+    np.testing.assert_allclose(mesh.vertices[mesh.faces], vertices[faces], atol=1e-5)
+    # trimesh's own lookup of the PNG at the OBJ's vt matches our texture op at the atlas UVs.
+    theirs = trimesh.visual.uv_to_color(mesh.visual.uv, mesh.visual.material.image)[:, :3] / 255.0
+    uv_of_loaded = np.zeros((len(mesh.vertices), 2), np.float32)
+    uv_of_loaded[mesh.faces.ravel()] = atlas.uv[atlas.uv_faces.ravel()]
+    ours = np.asarray(get_renderer("jax").texture(jnp.asarray(colours)[None], jnp.asarray(uv_of_loaded)[None, None]))
+    assert np.abs(theirs - ours[0, 0]).mean() < 0.02
