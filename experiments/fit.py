@@ -43,6 +43,8 @@ def main(argv=None) -> int:
 def prepare(args):
     """Everything that can fail on bad input, before any JAX compilation: the config, the
     sequence (generated if needed, then validated), the body model and its parameters."""
+    import yaml
+
     from ngdjax import checkpoint
     from ngdjax.body.model import check_parameters, load_body
     from ngdjax.config import load_config, to_dict
@@ -50,8 +52,6 @@ def prepare(args):
     from ngdjax.errors import InputError
     from ngdjax.fit_config import FitConfig
     from ngdjax.io import write_text
-
-    import yaml
 
     config = load_config(args.cfg, FitConfig, args.overrides)
     run_dir = args.out or os.path.join("outputs", config.name)

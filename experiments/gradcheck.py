@@ -64,7 +64,13 @@ def run_checks(config, sequence, body, directions: int):
     from ngdjax.body.model import bone_transforms
     from ngdjax.body.skinning import linear_blend_skinning
     from ngdjax.camera import to_clip
-    from ngdjax.fit import build_problem, frame_at, frame_losses, garment_shapes, init_params
+    from ngdjax.fit import (
+        build_problem,
+        frame_at,
+        frame_losses,
+        garment_shapes,
+        init_params,
+    )
     from ngdjax.gradcheck import check_stage
     from ngdjax.mesh import face_centroids, face_normals
     from ngdjax.poisson import solve
@@ -84,7 +90,7 @@ def run_checks(config, sequence, body, directions: int):
     params["net"] = jax.tree_util.tree_map(
         lambda a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(7), a.shape, a.dtype), params["net"])
     keys = iter(jax.random.split(key, 16))
-    weights_of = lambda shape: jax.random.normal(next(keys), shape, jnp.float32)  # noqa: E731
+    weights_of = lambda shape: jax.random.normal(next(keys), shape, jnp.float32)
     posed, _, field = garment_shapes(params, problem, frame, network_on=True)
     rows = []
 
@@ -136,7 +142,7 @@ def run_checks(config, sequence, body, directions: int):
         "losses", "finite differences (rendered images)",
         lambda imgs: frame_losses(imgs, field, visible, frame, problem, config.loss, key, True)[0],
         images, next(keys), 2e-2, 1e-3, directions))
-    step_loss = lambda p: frame_losses(  # noqa: E731
+    step_loss = lambda p: frame_losses(
         rendered(garment_shapes(p, problem, frame, True)[0]), garment_shapes(p, problem, frame, True)[2], visible,
         frame, problem, config.loss, key, True)[0]
     rows.append(check_stage(

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +27,22 @@ import optax
 from jaxtyping import Array, Float, Int
 
 from ngdjax import fields, losses
-from ngdjax.body.model import Body, bone_transforms, rest_vertices_host, skinning_weights_host
+from ngdjax.body.model import (
+    Body,
+    bone_transforms,
+    rest_vertices_host,
+    skinning_weights_host,
+)
 from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
 from ngdjax.fit_config import FieldConfig, LossConfig, OptimConfig
 from ngdjax.mesh import edges as mesh_edges
 from ngdjax.mesh import face_centroids, face_normals, vertex_normals
-from ngdjax.poisson import PoissonSolver, build_poisson_solver, jacobians_from_vertices, solve
+from ngdjax.poisson import (
+    PoissonSolver,
+    build_poisson_solver,
+    jacobians_from_vertices,
+    solve,
+)
 from ngdjax.render.backend import Renderer
 from ngdjax.render.shading import render_geometry
 from ngdjax.render.topology import antialias_topology
@@ -48,7 +59,7 @@ class FitProblem:
 
     Attributes:
         solver: the template's Poisson solver. template: (V, 3) float32 rest-pose template.
-        template_mean: (3,) its vertex mean. skin_weights: (V, K). tris, topology: (F, 3) int32.
+        template_mean: (1, 3) its vertex mean. skin_weights: (V, K). tris, topology: (F, 3) int32.
         body: the body model. edges: (E, 2) int32 undirected edges, degree: (V,) (Laplacian).
         resolution: (H, W). deformation: "jacobian_fields" or "vertex_offsets".
         network: the network's config (static). has_diffuse, has_depth: which targets exist.
@@ -56,7 +67,7 @@ class FitProblem:
 
     solver: PoissonSolver
     template: Float[Array, "V 3"]
-    template_mean: Float[Array, " 3"]
+    template_mean: Float[Array, "1 3"]
     skin_weights: Float[Array, "V K"]
     tris: Int[Array, "F 3"]
     topology: Int[Array, "F 3"]
@@ -106,7 +117,7 @@ def build_problem(
     return FitProblem(
         solver=build_poisson_solver(template_vertices, template_faces, method=poisson_method),
         template=jnp.asarray(template_vertices, jnp.float32),
-        template_mean=jnp.asarray(template_vertices.mean(axis=0), jnp.float32),
+        template_mean=jnp.asarray(template_vertices.mean(axis=0, keepdims=True), jnp.float32),
         skin_weights=jnp.asarray(weights, jnp.float32), tris=jnp.asarray(template_faces, jnp.int32),
         topology=jnp.asarray(antialias_topology(template_faces), jnp.int32), body=body,
         edges=jnp.asarray(edge_list, jnp.int32), degree=jnp.asarray(degree, jnp.float32),
@@ -157,10 +168,15 @@ def frame_at(frames: Frames, index: Array) -> Frames:
 
 
 def garment_shapes(
-    params: dict, problem: FitProblem, frame: Frames, network_on: bool
+    params: dict, problem: FitProblem, frame: Frames, network_on: bool,
+    blend: tuple[Float[Array, "F 3 3"], Float[Array, ""]] | None = None,
 ) -> tuple[Float[Array, "V 3"], Float[Array, "V 3"], Array]:
     """Posed (world) and canonical vertices of the garment for one frame, and the field the
-    regulariser acts on: the full Jacobians (F, 3, 3) or the full offsets (V, 3)."""
+    regulariser acts on: the full Jacobians (F, 3, 3) or the full offsets (V, 3).
+
+    ``blend = (stored, alpha)``: in the epochs after a remesh, the network's residual Jacobians
+    are ``alpha J^D + (1 - alpha) stored`` (METHOD 7.4), ``stored`` this frame's residual from
+    the remesh epoch transferred to the new faces."""
     transforms = bone_transforms(problem.body, frame.shape, frame.pose, frame.global_rotation, frame.translation)
     pose_fn = functools.partial(linear_blend_skinning, weights=problem.skin_weights, transforms=transforms)
     static = params["static"]
@@ -168,9 +184,10 @@ def garment_shapes(
         field = static
         if network_on:
             posed_static = jax.lax.stop_gradient(pose_fn(solve(problem.solver, static) + problem.template_mean))
-            field = field + fields.dynamic_jacobians(
-                params["net"], problem.network, face_centroids(posed_static, problem.tris),
-                face_normals(posed_static, problem.tris), frame.code)
+            residual = dynamic_residual(params["net"], problem, posed_static, frame.code)
+            if blend is not None:
+                residual = blend[1] * residual + (1.0 - blend[1]) * blend[0]
+            field = field + residual
         canonical = solve(problem.solver, field) + problem.template_mean
     else:
         field = static
@@ -180,6 +197,25 @@ def garment_shapes(
                 params["net"], problem.network, posed_static, vertex_normals(posed_static, problem.tris), frame.code)
         canonical = problem.template + field
     return pose_fn(canonical), canonical, field
+
+
+def dynamic_residual(net: dict, problem: FitProblem, posed_static: Float[Array, "V 3"],
+                     code: Float[Array, " C"]) -> Float[Array, "F 3 3"]:
+    """The network's residual Jacobians J^D (F, 3, 3) from the posed static mesh (no gradient to it)."""
+    posed_static = jax.lax.stop_gradient(posed_static)
+    return fields.dynamic_jacobians(net, problem.network, face_centroids(posed_static, problem.tris),
+                                    face_normals(posed_static, problem.tris), code)
+
+
+@jax.jit
+def all_dynamic_residuals(params: dict, problem: FitProblem, frames: Frames) -> Float[Array, "T F 3 3"]:
+    """J^D of every frame (stored at a remesh epoch for the blending that follows)."""
+    def one(frame):
+        transforms = bone_transforms(problem.body, frame.shape, frame.pose, frame.global_rotation, frame.translation)
+        rest = solve(problem.solver, params["static"]) + problem.template_mean
+        posed_static = linear_blend_skinning(rest, problem.skin_weights, transforms)
+        return dynamic_residual(params["net"], problem, posed_static, frame.code)
+    return jax.lax.map(one, frames)
 
 
 def frame_losses(
@@ -218,28 +254,33 @@ class StepOutput(NamedTuple):
     face_statistic: tuple[Array, Array] | None
 
 
-def make_geometry_step(renderer: Renderer, optimizer: optax.GradientTransformation, weights: LossConfig,
-                       on_trace: Callable[[], None] | None = None):
-    """The jitted per-frame step ``step(params, opt_state, problem, frames, index, key, network_on,
-    collect_statistic) -> (params, opt_state, StepOutput)``. ``network_on`` and
-    ``collect_statistic`` are static; everything else is traced, so frames never retrace.
-    ``on_trace`` is called each time the step is traced (for tests and diagnostics)."""
+TRACES = {"geometry_step": 0}  # how many times the step was traced (tests and diagnostics read it)
+
+
+@functools.lru_cache(maxsize=8)
+def make_geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, weights: LossConfig):
+    """The jitted per-frame step ``step(params, opt_state, problem, frames, index, key, blend,
+    network_on, collect_statistic) -> (params, opt_state, StepOutput)`` with the optimizer of
+    :func:`make_optimizer`; ``blend`` is None or (stored residuals (T, F, 3, 3), alpha). ``network_on`` and ``collect_statistic`` are static; everything else
+    is traced, so frames never retrace. Cached: the same settings give the same jitted function."""
     from ngdjax.remesh import face_gradient_statistic
 
-    def step(params, opt_state, problem: FitProblem, frames: Frames, index, key, network_on: bool,
+    optimizer = make_optimizer(optim, n_frames)
+
+    def step(params, opt_state, problem: FitProblem, frames: Frames, index, key, blend, network_on: bool,
              collect_statistic: bool):
-        if on_trace is not None:
-            on_trace()
+        TRACES["geometry_step"] += 1
         frame = frame_at(frames, index)
+        frame_blend = None if blend is None else (blend[0][index], blend[1])
 
         def forward(p):
-            posed, _, field = garment_shapes(p, problem, frame, network_on)
+            posed, _, field = garment_shapes(p, problem, frame, network_on, frame_blend)
             out = render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj,
                                   problem.resolution)
             return (out.silhouette[0], out.diffuse[0], out.depth[0], field), (out.visible_faces, out.rast[0, ..., 3])
 
         (sil, diffuse, depth, field), pullback, (visible, face_ids) = jax.vjp(forward, params, has_aux=True)
-        loss_of = lambda images, f: frame_losses(images, f, visible, frame, problem, weights, key, network_on)  # noqa: E731
+        loss_of = lambda images, f: frame_losses(images, f, visible, frame, problem, weights, key, network_on)
         (_, terms), (image_grads, field_grad) = jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True)(
             (sil, diffuse, depth), field)
         (grads,) = pullback((*image_grads, field_grad))

@@ -41,7 +41,7 @@ def jacobian_regulariser(
 ) -> Float[Array, ""]:
     """mean (J~ - I)^2 over all F * 9 entries, J~ = J on visible faces and I elsewhere
     (``visible=None``: every face counts, as in the method's warm-up)."""
-    identity = jnp.eye(3, dtype=jacobians.dtype)
+    identity = jnp.eye(3, dtype=jacobians.dtype)[None]
     if visible is not None:
         jacobians = jnp.where(visible[:, None, None], jacobians, identity)
     return jnp.mean((jacobians - identity) ** 2)
@@ -53,10 +53,13 @@ def depth_pairs(key: Array, shape: tuple[int, int], n_boxes: int, box: int) -> t
     height, width = shape
     box_h, box_w = min(box, height), min(box, width)
     corner_key, first_key, second_key = jax.random.split(key, 3)
-    corners = jax.random.randint(corner_key, (n_boxes, 2), 0, jnp.array([height - box_h + 1, width - box_w + 1]))
-    size = jnp.array([box_h, box_w])
-    first = corners + jax.random.randint(first_key, (n_boxes, 2), 0, size)
-    second = corners + jax.random.randint(second_key, (n_boxes, 2), 0, size)
+
+    def draw(k, limits):  # uniform integers in [0, limits) per column
+        return jnp.floor(jax.random.uniform(k, (n_boxes, 2)) * jnp.array([limits], jnp.float32)).astype(jnp.int32)
+
+    corners = draw(corner_key, (height - box_h + 1, width - box_w + 1))
+    first = corners + draw(first_key, (box_h, box_w))
+    second = corners + draw(second_key, (box_h, box_w))
     return first, second
 
 

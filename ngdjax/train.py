@@ -21,9 +21,18 @@ from tqdm import tqdm
 from ngdjax import checkpoint
 from ngdjax.body.model import Body
 from ngdjax.data.loader import Sequence
-from ngdjax.fit import FitProblem, Frames, build_problem, init_params, make_geometry_step, make_optimizer
+from ngdjax.fit import (
+    FitProblem,
+    Frames,
+    all_dynamic_residuals,
+    build_problem,
+    init_params,
+    make_geometry_step,
+    make_optimizer,
+)
 from ngdjax.fit_config import FitConfig
 from ngdjax.pose_code import pose_codes
+from ngdjax.remesh import RemeshSchedule, remesh_template, transfer_face_state
 from ngdjax.render.backend import Renderer
 
 log = logging.getLogger("ngdjax")
@@ -45,7 +54,7 @@ class GeometryResult:
 def prepare_frames(sequence: Sequence, pose_code_dim: int) -> Frames:
     """Stack a sequence's per-frame data as device arrays; missing optional targets become zeros."""
     zeros = np.zeros(sequence.masks.shape, np.float32)
-    as_float = lambda a: zeros if a is None else np.asarray(a, np.float32)  # noqa: E731
+    as_float = lambda a: zeros if a is None else np.asarray(a, np.float32)
     return Frames(
         shape=jnp.asarray(sequence.shape), pose=jnp.asarray(sequence.pose),
         global_rotation=jnp.asarray(sequence.global_rotation), translation=jnp.asarray(sequence.translation),
@@ -88,12 +97,15 @@ def fit_geometry(
     frames = prepare_frames(sequence, config.field.pose_code_dim)
     template_vertices, template_faces = sequence.template_vertices, sequence.template_faces
     ckpt_dir = os.path.join(run_dir, "checkpoint")
-    start_epoch, start_position, step_count = 0, 0, 0
+    start_epoch, start_position, step_count, remesh_events = 0, 0, 0, 0
+    blend_field, blend_epoch = None, -1
     meta, arrays = (checkpoint.load_checkpoint_meta(ckpt_dir) if resume and checkpoint.has_checkpoint(ckpt_dir)
                     else (None, None))
     if meta is not None:
         template_vertices, template_faces = arrays["template_vertices"], arrays["template_faces"]
         start_epoch, start_position, step_count = int(meta["epoch"]), int(meta["position"]), int(meta["step"])
+        remesh_events, blend_epoch = int(meta["remesh_events"]), int(meta["blend_epoch"])
+        blend_field = jnp.asarray(arrays["blend_field"]) if "blend_field" in arrays else None
         log.info("resuming from %s at epoch %d (step %d)", ckpt_dir, start_epoch, step_count)
 
     def build(vertices, faces):
@@ -103,24 +115,31 @@ def fit_geometry(
     problem = build(template_vertices, template_faces)
     optimizer = make_optimizer(optim, n_frames)
     params = init_params(jax.random.PRNGKey(optim.seed), problem)
+    remesh = config.remesh.enabled and config.field.deformation == "jacobian_fields"
     opt_state = optimizer.init(params)
     if meta is not None:
         params, opt_state = checkpoint.load_checkpoint_state(ckpt_dir, meta, (params, opt_state))
-    step = make_geometry_step(renderer, optimizer, config.loss)
+    step = make_geometry_step(renderer, optim, n_frames, config.loss)
     base_key = jax.random.PRNGKey(optim.seed + 1)
     total_steps = optim.epochs * n_frames
     bar = tqdm(total=total_steps, initial=step_count, desc="geometry", unit="step", disable=not progress,
                dynamic_ncols=True)
+    os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "log.jsonl")
     _truncate_log(log_path, step_count)
     for epoch in range(start_epoch, optim.epochs):
         network_on = config.field.dynamic and epoch >= optim.warmup_epochs
-        records = []
+        collect = remesh and epoch in config.remesh.epochs
+        alpha = (epoch - blend_epoch) / config.remesh.blend_epochs
+        blend = (blend_field, jnp.float32(alpha)) if blend_field is not None and network_on and alpha < 1 else None
+        records, accumulated, seen = [], 0.0, 0.0
         position = start_position if epoch == start_epoch else 0
         for index in epoch_order(optim.seed, epoch, n_frames)[position:]:
             key = jax.random.fold_in(base_key, step_count)
-            params, opt_state, out = step(params, opt_state, problem, frames, jnp.int32(index), key,
-                                          network_on=network_on, collect_statistic=False)
+            params, opt_state, out = step(params, opt_state, problem, frames, jnp.int32(index), key, blend,
+                                          network_on=network_on, collect_statistic=collect)
+            if collect:
+                accumulated, seen = accumulated + out.face_statistic[0], seen + out.face_statistic[1]
             records.append((step_count, int(index), out.terms))
             step_count += 1
             bar.update(1)
@@ -130,18 +149,59 @@ def fit_geometry(
         last = jax.device_get(records[-1][2])
         bar.set_postfix({name: f"{float(value):.4g}" for name, value in last.items()})
         finished_epoch = position + len(records) == n_frames
+        if collect and finished_epoch:
+            statistic = np.asarray(accumulated) / np.maximum(np.asarray(seen), 1.0)
+            stored = all_dynamic_residuals(params, problem, frames) if network_on else None
+            new_vertices, new_faces, params, opt_state, blend_field = remesh_event(
+                template_vertices, template_faces, statistic, remesh_events, config, params, opt_state, stored)
+            if len(new_faces) != len(template_faces):
+                template_vertices, template_faces, blend_epoch = new_vertices, new_faces, epoch
+                problem = build(template_vertices, template_faces)
+            remesh_events += 1
         stop = stop_after_steps is not None and step_count >= stop_after_steps
         if stop or (epoch + 1) % optim.checkpoint_every == 0 or epoch + 1 == optim.epochs:
+            host = {"template_vertices": template_vertices, "template_faces": template_faces}
+            if blend_field is not None:
+                host["blend_field"] = np.asarray(blend_field)
             checkpoint.save_checkpoint(
-                ckpt_dir, (params, opt_state),
-                {"template_vertices": template_vertices, "template_faces": template_faces},
+                ckpt_dir, (params, opt_state), host,
                 {"epoch": epoch + 1 if finished_epoch else epoch,
-                 "position": 0 if finished_epoch else position + len(records), "step": step_count})
+                 "position": 0 if finished_epoch else position + len(records), "step": step_count,
+                 "remesh_events": remesh_events, "blend_epoch": blend_epoch})
         if stop:
             break
     bar.close()
     return GeometryResult(params, problem, frames, np.asarray(template_vertices), np.asarray(template_faces),
                           time.perf_counter() - started)
+
+
+def remesh_event(vertices: np.ndarray, faces: np.ndarray, statistic: np.ndarray, event_index: int,
+                 config: FitConfig, params: dict, opt_state, stored_residuals):
+    """One remesh of the template (METHOD 7.3-7.4) and the transfer of the state onto it: static
+    Jacobians by 3-NN inverse-distance weights over template face centroids, the static group's
+    Adam moments by the nearest face, the stored residuals (T, F, 3, 3) by 3-NN. Returns the new
+    template, params, optimizer state and transferred residuals (None without a network yet).
+    The network and its optimizer state are untouched (they do not depend on the faces)."""
+    settings = config.remesh
+    schedule = RemeshSchedule(settings.quantile[0], settings.quantile[1], settings.edge_length[0],
+                              settings.edge_length[1], settings.schedule_steps, settings.max_vertices)
+    started = time.perf_counter()
+    result = remesh_template(vertices, faces, statistic, event_index, schedule)
+    if result.n_split == 0:
+        log.info("remesh event %d: no edge to split, template kept", event_index)
+        return vertices, faces, params, opt_state, None
+    transfer = lambda tree, k: transfer_face_state(vertices, faces, result.vertices, result.faces, tree, k)
+    params = dict(params, static=transfer(params["static"], 3))
+    inner = dict(opt_state.inner_states)
+    inner["static"] = transfer(inner["static"], 1)
+    opt_state = opt_state._replace(inner_states=inner)
+    blend = None
+    if stored_residuals is not None:
+        moved = transfer(jnp.moveaxis(stored_residuals, 0, 1), 3)  # faces first for the transfer
+        blend = jnp.moveaxis(moved, 1, 0)
+    log.info("remesh event %d: %d -> %d vertices (%d edges split) in %.2f s", event_index, len(vertices),
+             len(result.vertices), result.n_split, time.perf_counter() - started)
+    return result.vertices, result.faces, params, opt_state, blend
 
 
 def _truncate_log(path: str, first_step: int) -> None:

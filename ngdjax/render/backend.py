@@ -17,6 +17,7 @@ when CUDA and the packages are present, else ``jax``, and logs the choice.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Callable, NamedTuple
 
@@ -55,8 +56,10 @@ def _with_checks(renderer: Renderer) -> Renderer:
     return renderer._replace(rasterize=rasterize, interpolate=interpolate, antialias=antialias)
 
 
+@functools.cache
 def get_renderer(name: str = "auto") -> Renderer:
-    """The renderer for backend ``name`` (one of :data:`BACKENDS`).
+    """The renderer for backend ``name`` (one of :data:`BACKENDS`); one object per name, so
+    functions jitted or cached on a renderer are reused.
 
     Raises:
         ValueError: unknown name, or an nvdiffrast backend asked for where it cannot run.

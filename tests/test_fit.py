@@ -1,0 +1,129 @@
+"""The geometry fit end to end on a tiny synthetic sequence: the loss and the Chamfer distance go
+down, a resumed run equals an uninterrupted one, the step is traced once per variant, and bad
+configs or sequences stop with exit code 2 before any compilation."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import fit as fit_cli
+from ngdjax import fit as fit_module
+from ngdjax.body.model import load_body
+from ngdjax.config import load_config
+from ngdjax.data import synthetic
+from ngdjax.data.loader import load_sequence
+from ngdjax.fit_config import FitConfig
+from ngdjax.render.backend import get_renderer
+from ngdjax.train import fit_geometry
+
+TINY = synthetic.SynthConfig(seed=5, garment="skirt", n_frames=4, resolution=(64, 64), target_edge_length=0.03)
+FAST = ["field.log2_table_size=10", "field.n_levels=8", "optim.warmup_epochs=2", "optim.checkpoint_every=2",
+        "remesh.enabled=false", "texture.enabled=false", "output.renders=false", "render=jax",
+        "optim.static_decay_steps=100", "optim.net_decay_steps=100"]
+
+
+@pytest.fixture(scope="module")
+def sequence_dir(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("tiny_sequence"))
+    synthetic.write(synthetic.generate(TINY), directory)
+    return directory
+
+
+def _config(tmp_path, sequence_dir, *overrides):
+    path = tmp_path / "fit.yaml"
+    path.write_text(f"name: tiny\ndata:\n  sequence: {sequence_dir}\n")
+    return str(path), list(FAST) + list(overrides)
+
+
+def test_fit_lowers_loss_and_chamfer(tmp_path, sequence_dir):
+    path, overrides = _config(tmp_path, sequence_dir, "optim.epochs=10")
+    assert fit_cli.main(["--cfg", path, "--out", str(tmp_path / "run"), *overrides]) == 0
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["chamfer_x1e3"]["mean"] < 0.8 * metrics["template_chamfer_x1e3"]["mean"]
+    assert metrics["mask_iou"]["mean"] > metrics["template_mask_iou"]["mean"]
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(lines) == 10 * 4
+    first = np.mean([line["total"] for line in lines if line["epoch"] == 0])
+    last = np.mean([line["total"] for line in lines if line["epoch"] == 9])
+    assert last < 0.9 * first
+    for name in ("config.yaml", "canonical.obj", "meshes/frame_0000.obj", "meshes/frame_0003.obj",
+                 "checkpoint/latest.json"):
+        assert (run / name).exists(), name
+    assert not list(run.rglob("*.tmp*"))
+
+
+def test_resume_equals_uninterrupted(tmp_path, sequence_dir):
+    path, overrides = _config(tmp_path, sequence_dir, "optim.epochs=4")
+    config = load_config(path, FitConfig, overrides)
+    sequence = load_sequence(sequence_dir)
+    body, renderer = load_body("anny"), get_renderer("jax")
+    whole = fit_geometry(config, sequence, body, renderer, str(tmp_path / "a"), resume=False, progress=False)
+    fit_geometry(config, sequence, body, renderer, str(tmp_path / "b"), resume=False, progress=False,
+                 stop_after_steps=10)  # interrupted in the middle of epoch 2 (network on)
+    resumed = fit_geometry(config, sequence, body, renderer, str(tmp_path / "b"), resume=True, progress=False)
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    log_a = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
+    log_b = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    assert len(log_a) == len(log_b) == 16
+    assert [json.loads(x)["frame"] for x in log_a] == [json.loads(x)["frame"] for x in log_b]
+
+
+def test_step_is_traced_once_per_variant(tmp_path, sequence_dir):
+    path, overrides = _config(tmp_path, sequence_dir, "optim.epochs=3", "optim.warmup_epochs=1",
+                              "optim.lr_static=[1.0e-3, 1.0e-4]")  # settings no other test uses: a fresh step
+    config = load_config(path, FitConfig, overrides)
+    before = fit_module.TRACES["geometry_step"]
+    fit_geometry(config, load_sequence(sequence_dir), load_body("anny"), get_renderer("jax"), str(tmp_path / "r"),
+                 resume=False, progress=False)
+    assert fit_module.TRACES["geometry_step"] - before == 2  # warm-up and network-on; 12 steps over 4 frames
+
+
+def test_vertex_offsets_baseline_runs(tmp_path, sequence_dir):
+    path, overrides = _config(tmp_path, sequence_dir, "optim.epochs=3", "field.deformation=vertex_offsets")
+    config = load_config(path, FitConfig, overrides)
+    result = fit_geometry(config, load_sequence(sequence_dir), load_body("anny"), get_renderer("jax"),
+                          str(tmp_path / "v"), resume=False, progress=False)
+    assert result.params["static"].shape == result.problem.template.shape
+    assert float(jnp.abs(result.params["static"]).max()) > 0
+
+
+def test_bad_config_and_bad_sequence_exit_2_before_compiling(tmp_path, sequence_dir, capsys):
+    compiled = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, *_, **__: compiled.append(event) if "compile" in event else None)
+    path, overrides = _config(tmp_path, sequence_dir, "optim.epochz=3", "loss.depth=heavy")
+    assert fit_cli.main(["--cfg", path, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'optim.epochz'" in err and "'loss.depth' must be float" in err
+    broken = tmp_path / "broken"
+    synthetic.write(synthetic.generate(dataclasses.replace(TINY, n_frames=2)), str(broken))
+    os.remove(broken / "masks" / "0001.png")
+    compiled.clear()
+    path, overrides = _config(tmp_path, str(broken))
+    assert fit_cli.main(["--cfg", path, "--out", str(tmp_path / "x"), *overrides]) == 2
+    assert "masks/0001.png: missing" in capsys.readouterr().err
+    assert not compiled
+    assert not (tmp_path / "x" / "log.jsonl").exists()
+
+
+def test_remeshing_during_the_fit(tmp_path, sequence_dir):
+    from ngdjax.mesh import boundary_loops, non_manifold_edges
+
+    path, overrides = _config(tmp_path, sequence_dir, "optim.epochs=5", "optim.warmup_epochs=1",
+                              "remesh.enabled=true", "remesh.epochs=[2]", "remesh.blend_epochs=2")
+    config = load_config(path, FitConfig, overrides)
+    sequence = load_sequence(sequence_dir)
+    result = fit_geometry(config, sequence, load_body("anny"), get_renderer("jax"), str(tmp_path / "m"),
+                          resume=False, progress=False)
+    assert len(result.template_faces) > len(sequence.template_faces)
+    assert result.params["static"].shape == (len(result.template_faces), 3, 3)
+    assert len(non_manifold_edges(result.template_faces)) == 0
+    assert len(boundary_loops(result.template_faces)) == len(boundary_loops(sequence.template_faces))
+    assert np.isfinite(np.asarray(result.params["static"])).all()
