@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous run in the run directory")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.epochs=10")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from ngdjax.errors import InputError
@@ -123,6 +123,13 @@ def execute(config, sequence, body, run_dir: str, resume: bool) -> int:
         {i: (template[t], sequence.template_faces) for t, i in enumerate(sequence.frames)}, sequence, renderer)
     metrics.update({f"template_{name}": value for name, value in reference.items()})
     seconds["outputs"] = time.perf_counter() - started
+    if config.texture.enabled:
+        from ngdjax.texture import run_appearance
+        appearance, texture_seconds = run_appearance(
+            config, sequence, posed, outputs.canonical_vertices(result.params, result.problem), result.template_faces,
+            renderer, run_dir)
+        metrics.update(appearance)
+        seconds.update(texture_seconds)
     metrics["seconds"] = seconds
     metrics["device"] = jax.devices()[0].device_kind
     outputs.write_metrics(run_dir, metrics)

@@ -426,6 +426,6 @@ def _append_log(path: str, epoch: int, frame_ids: list[int], records: list) -> N
     """Append one JSON line per step (losses fetched from the device once per epoch)."""
     values = jax.device_get([loss for _, _, loss in records])
     with open(path, "a") as file:
-        for (step, index, _), value in zip(records, values):
-            file.write(json.dumps({"stage": "texture", "step": step, "epoch": epoch, "frame": frame_ids[index],
-                                   "relative_l2": float(value)}) + "\n")
+        file.writelines(json.dumps({"stage": "texture", "step": step, "epoch": epoch, "frame": frame_ids[index],
+                                    "relative_l2": float(value)}) + "\n"
+                        for (step, index, _), value in zip(records, values))

@@ -111,7 +111,7 @@ def test_static_texture_is_recovered_on_the_texels_the_views_cover(tmp_path):
     assert psnr_masked(recovered, truth, covered) >= 35.0
     assert psnr_masked(np.full_like(truth, 0.2), truth, covered) < 15.0  # the starting point is far off
 
-    lines = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(lines) == 400 and all(line["stage"] == "texture" for line in lines)
     assert lines[-1]["relative_l2"] < lines[0]["relative_l2"] / 100
 
