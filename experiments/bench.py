@@ -8,10 +8,11 @@ import json
 import os
 import sys
 
-SUITES = ("poisson", "render")
+SUITES = ("poisson", "render", "step")
 COLUMNS = {
     "poisson": ["impl", "device", "vertices", "ms", "reps", "roundtrip_error", "build_s"],
     "render": ["impl", "device", "faces", "resolution", "ms", "reps", "coverage"],
+    "step": ["impl", "device", "vertices", "faces", "resolution", "ms", "pipelined_ms", "reps", "peak_mem_gb"],
 }
 
 
@@ -21,6 +22,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the rows to FILE")
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")],
                         help="poisson only: comma-separated vertex counts instead of the default")
+    parser.add_argument("--steps", type=int, help="step only: timed steps per impl (default 200)")
+    parser.add_argument("--frames", type=int, help="step only: frames generated for the workload (default 8)")
     args = parser.parse_args(argv)
 
     import importlib
@@ -28,8 +31,11 @@ def main(argv=None) -> int:
     from benchmarks.timing import print_table
 
     suite = importlib.import_module(f"benchmarks.{args.suite}")
-    rows = suite.run(**({"sizes": args.sizes} if args.sizes else {}))
+    kwargs = {"sizes": args.sizes, "steps": args.steps, "n_frames": args.frames}
+    rows = suite.run(**{key: value for key, value in kwargs.items() if value is not None})
     print_table(rows, COLUMNS[args.suite])
+    if args.suite == "step":
+        print_table([{"impl": row["impl"], **row["breakdown"]} for row in rows], ["impl", *rows[0]["breakdown"]])
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
