@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cfg", required=True, help="a configs/synth/*.yaml file")
     parser.add_argument("--out", required=True, help="the sequence directory to write")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. n_frames=8")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     from ngdjax.config import load_config
     from ngdjax.data.synthetic import SynthConfig, check_config

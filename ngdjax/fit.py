@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import trimesh
 from jaxtyping import Array, Float, Int
 
 from ngdjax import fields, losses
@@ -50,7 +51,8 @@ from ngdjax.render.topology import antialias_topology
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["solver", "template", "template_mean", "skin_weights", "tris", "topology", "body", "edges", "degree"],
+    data_fields=["solver", "template", "template_mean", "skin_weights", "tris", "topology", "body", "edges", "degree",
+                 "adjacent_faces"],
     meta_fields=["resolution", "deformation", "network", "has_diffuse", "has_depth"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +63,7 @@ class FitProblem:
         solver: the template's Poisson solver. template: (V, 3) float32 rest-pose template.
         template_mean: (1, 3) its vertex mean. skin_weights: (V, K). tris, topology: (F, 3) int32.
         body: the body model. edges: (E, 2) int32 undirected edges, degree: (V,) (Laplacian).
+        adjacent_faces: (A, 2) int32 pairs of faces sharing an edge.
         resolution: (H, W). deformation: "jacobian_fields" or "vertex_offsets".
         network: the network's config (static). has_diffuse, has_depth: which targets exist.
     """
@@ -74,6 +77,7 @@ class FitProblem:
     body: Body
     edges: Int[Array, "E 2"]
     degree: Float[Array, " V"]
+    adjacent_faces: Int[Array, "A 2"]
     resolution: tuple[int, int]
     deformation: str
     network: fields.DynamicJacobianConfig
@@ -121,6 +125,7 @@ def build_problem(
         skin_weights=jnp.asarray(weights, jnp.float32), tris=jnp.asarray(template_faces, jnp.int32),
         topology=jnp.asarray(antialias_topology(template_faces), jnp.int32), body=body,
         edges=jnp.asarray(edge_list, jnp.int32), degree=jnp.asarray(degree, jnp.float32),
+        adjacent_faces=jnp.asarray(trimesh.graph.face_adjacency(np.asarray(template_faces)), jnp.int32),
         resolution=tuple(resolution), deformation=field.deformation, network=network_config(field),
         has_diffuse=has_diffuse, has_depth=has_depth,
     )
@@ -235,6 +240,9 @@ def frame_losses(
     if problem.deformation == "jacobian_fields":
         terms["jacobian"] = losses.jacobian_regulariser(field, visible if network_on else None)
         total = total + weights.jacobian * terms["jacobian"]
+        if weights.jacobian_smoothness:
+            terms["smoothness"] = losses.jacobian_smoothness(field, problem.adjacent_faces)
+            total = total + weights.jacobian_smoothness * terms["smoothness"]
     else:
         terms["laplacian"] = losses.uniform_laplacian_energy(field, problem.edges, problem.degree)
         total = total + weights.laplacian * terms["laplacian"]

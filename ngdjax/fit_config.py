@@ -41,7 +41,9 @@ class FieldConfig:
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     """Weights (METHOD 6): rendering x [(1 - ssim) Huber + ssim (1 - SSIM) + silhouette MSE]
-    + jacobian x regulariser + depth x ranking; laplacian only for ``vertex_offsets``."""
+    + jacobian x regulariser + depth x ranking; laplacian only for ``vertex_offsets``.
+    ``jacobian_smoothness`` (our addition, 0 = the method): mean squared difference of the full
+    Jacobians of adjacent faces, which carries what the camera sees to faces it never sees."""
 
     rendering: float = 5.0
     huber_weight: float = 0.65
@@ -54,6 +56,7 @@ class LossConfig:
     depth_box: int = 64
     depth_margin: float = 0.1
     laplacian: float = 1.0
+    jacobian_smoothness: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,7 +44,8 @@ def random_direction(key: jax.Array, tree) -> object:
 def directional_errors(
     function: Callable, x, key: jax.Array, directions: int, eps: float, floor: float = 1e-8
 ) -> list[float]:
-    """Relative errors of the analytic directional derivative of scalar ``function`` at ``x``."""
+    """Relative errors of the analytic directional derivative of scalar ``function`` at ``x``
+    along ``directions`` random unit directions."""
     value_and_grad = jax.jit(jax.value_and_grad(function))
     evaluate = jax.jit(function)
     _, grad = value_and_grad(x)

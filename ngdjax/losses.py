@@ -94,3 +94,9 @@ def uniform_laplacian_energy(offsets: Float[Array, "V 3"], edges: Array, degree:
     neighbour_sum = jnp.zeros_like(offsets).at[edges[:, 0]].add(offsets[edges[:, 1]]).at[edges[:, 1]].add(offsets[edges[:, 0]])
     laplacian = offsets - neighbour_sum / jnp.maximum(degree, 1.0)[:, None]
     return jnp.mean(jnp.sum(laplacian**2, axis=-1))
+
+
+def jacobian_smoothness(jacobians: Float[Array, "F 3 3"], adjacent: Array) -> Float[Array, ""]:
+    """mean over adjacent face pairs (E, 2) of |J_a - J_b|_F^2."""
+    difference = jacobians[adjacent[:, 0]] - jacobians[adjacent[:, 1]]
+    return jnp.mean(jnp.sum(difference**2, axis=(1, 2)))

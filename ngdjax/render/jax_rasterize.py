@@ -283,3 +283,13 @@ def _barycentrics_bwd(width, height, residuals, cotangent):
 
 
 _barycentrics.defvjp(_barycentrics_fwd, _barycentrics_bwd)
+
+
+def barycentrics_for_ids(
+    clip_pos: Float[Array, "V 4"], tris: Int[Array, "F 3"], ids: Int[Array, "H W"], resolution: tuple[int, int]
+) -> Float[Array, "1 H W 4"]:
+    """``rast`` for a given map of triangle ids (id + 1, 0 = background): what :func:`rasterize`
+    returns when visibility is held fixed, differentiable in u, v exactly as there. Used to check
+    the gradients of everything downstream of the rasteriser by finite differences."""
+    height, width = resolution
+    return _barycentrics(clip_pos, tris, ids, width, height)[None]
