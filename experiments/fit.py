@@ -117,7 +117,7 @@ def execute(config, sequence, body, run_dir: str, resume: bool) -> int:
     if config.output.renders:
         outputs.write_renders(run_dir, sequence, posed, result.problem, renderer, config.output.video)
     fitted = {i: (posed[t], result.template_faces) for t, i in enumerate(sequence.frames)}
-    template = outputs.posed_template(result.problem, result.frames)
+    template = outputs.posed_template(sequence.template_vertices, body, sequence.shape[0], result.frames)
     metrics = evaluation.evaluate_meshes(fitted, sequence, renderer)
     reference = evaluation.evaluate_meshes(
         {i: (template[t], sequence.template_faces) for t, i in enumerate(sequence.frames)}, sequence, renderer)

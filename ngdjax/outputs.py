@@ -14,8 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from ngdjax.body.model import bone_transforms
-from ngdjax.body.skinning import linear_blend_skinning
+from ngdjax.body.model import (
+    Body,
+    bone_transforms,
+    rest_vertices_host,
+    skinning_weights_host,
+)
+from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
 from ngdjax.data.loader import Sequence
 from ngdjax.data.sequence import frame_name
 from ngdjax.fit import FitProblem, Frames, frame_at, garment_shapes
@@ -38,12 +43,17 @@ def canonical_vertices(params: dict, problem: FitProblem) -> np.ndarray:
     return np.asarray(problem.template + params["static"])
 
 
-def posed_template(problem: FitProblem, frames: Frames) -> np.ndarray:
-    """(T, V, 3) the un-fitted template posed by skinning (the metrics' reference point)."""
+def posed_template(template: np.ndarray, body: Body, body_shape: np.ndarray, frames: Frames) -> np.ndarray:
+    """(T, V, 3) the sequence's un-fitted template (V, 3) posed by skinning in every frame (the
+    metrics' reference point; independent of any remeshing during the fit)."""
+    weights = jnp.asarray(rbf_skinning_weights(template, rest_vertices_host(body, body_shape),
+                                               skinning_weights_host(body)), jnp.float32)
+    vertices = jnp.asarray(template, jnp.float32)
+
     def pose(i):
         frame = frame_at(frames, i)
-        transforms = bone_transforms(problem.body, frame.shape, frame.pose, frame.global_rotation, frame.translation)
-        return linear_blend_skinning(problem.template, problem.skin_weights, transforms)
+        transforms = bone_transforms(body, frame.shape, frame.pose, frame.global_rotation, frame.translation)
+        return linear_blend_skinning(vertices, weights, transforms)
     pose = jax.jit(pose)
     return np.stack([np.asarray(pose(jnp.int32(i))) for i in range(frames.pose.shape[0])])
 
