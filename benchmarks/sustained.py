@@ -71,6 +71,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    import numpy as np
+
     import ngdjax.texture as texture_module
     from experiments.fit import ensure_sequence
     from ngdjax import outputs, train
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
     from ngdjax.data.loader import load_sequence
     from ngdjax.fit import (
         build_problem,
+        canonical_vertices,
         init_params,
         make_geometry_step,
         make_optimizer,
@@ -177,7 +180,7 @@ def main(argv=None) -> int:
             texture_module.make_texture_step = _recording(original, tex_calls)
             network_on = len(calls) > optim.warmup_epochs * n_frames
             posed = outputs.predict_posed(result.params, result.problem, result.frames, network_on)
-            canonical = outputs.canonical_vertices(result.params, result.problem)
+            canonical = np.asarray(canonical_vertices(result.params, result.problem))
             short = dataclasses.replace(config, texture=dataclasses.replace(
                 config.texture, epochs=args.texture_epochs, warmup_epochs=args.texture_warmup))
             t0 = time.perf_counter()

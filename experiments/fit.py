@@ -98,8 +98,10 @@ def ensure_sequence(config) -> None:
 def execute(config, sequence, body, run_dir: str, resume: bool) -> int:
     """Fit and write every output; returns the exit code."""
     import jax
+    import numpy as np
 
     from ngdjax import evaluation, outputs
+    from ngdjax.fit import canonical_vertices
     from ngdjax.render.backend import get_renderer
     from ngdjax.train import fit_geometry
 
@@ -112,7 +114,7 @@ def execute(config, sequence, body, run_dir: str, resume: bool) -> int:
     posed = outputs.predict_posed(result.params, result.problem, result.frames, network_on)
     outputs.write_meshes(run_dir, sequence.frames, posed, result.template_faces)
     from ngdjax.io import write_mesh
-    write_mesh(os.path.join(run_dir, "canonical.obj"), outputs.canonical_vertices(result.params, result.problem),
+    write_mesh(os.path.join(run_dir, "canonical.obj"), np.asarray(canonical_vertices(result.params, result.problem)),
                result.template_faces)
     if config.output.renders:
         outputs.write_renders(run_dir, sequence, posed, result.problem, renderer, config.output.video)
@@ -126,7 +128,7 @@ def execute(config, sequence, body, run_dir: str, resume: bool) -> int:
     if config.texture.enabled:
         from ngdjax.texture import run_appearance
         appearance, texture_seconds = run_appearance(
-            config, sequence, posed, outputs.canonical_vertices(result.params, result.problem), result.template_faces,
+            config, sequence, posed, np.asarray(canonical_vertices(result.params, result.problem)), result.template_faces,
             renderer, run_dir)
         metrics.update(appearance)
         seconds.update(texture_seconds)

@@ -204,6 +204,13 @@ def garment_shapes(
     return pose_fn(canonical), canonical, field
 
 
+def canonical_vertices(params: dict, problem: FitProblem) -> Float[Array, "V 3"]:
+    """(V, 3) static canonical garment: Solve(J^S) + offset, or template + static offsets."""
+    if problem.deformation == "jacobian_fields":
+        return solve(problem.solver, params["static"]) + problem.template_mean
+    return problem.template + params["static"]
+
+
 def dynamic_residual(net: dict, problem: FitProblem, posed_static: Float[Array, "V 3"],
                      code: Float[Array, " C"]) -> Float[Array, "F 3 3"]:
     """The network's residual Jacobians J^D (F, 3, 3) from the posed static mesh (no gradient to it)."""

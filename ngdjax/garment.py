@@ -21,6 +21,7 @@ from ngdjax.mesh import (
     validate_mesh,
     vertex_normals,
 )
+from ngdjax.procedural import tube_faces
 
 log = logging.getLogger("ngdjax")
 
@@ -46,7 +47,7 @@ def load_template(path: str) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"{path}: garment template not found")
     try:
         mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as error:  # noqa: BLE001 - any parser failure is a bad file for the user
+    except Exception as error:
         raise InputError(f"{path}: could not be read as a mesh ({error})") from error
     vertices, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
     if len(faces) == 0:
@@ -199,7 +200,8 @@ def _skirt(frame: BodyFrame, body, edge: float, offset: float) -> tuple[np.ndarr
     at_levels = scipy.interpolate.interp1d(levels, profile, axis=0)(ring_levels)  # (rings, 256)
     radius = np.stack([np.interp(ring_angles, angles, r, period=2 * np.pi) for r in at_levels])
     rings = np.concatenate([_polar(radius, ring_angles), np.broadcast_to(ring_levels[:, None, None], radius.shape + (1,))], -1)
-    return rings.reshape(-1, 3), _tube_faces(n_rings, n_around)
+    # rings go down (-z), angles counter-clockwise seen from above: normals point outwards
+    return rings.reshape(-1, 3), tube_faces(n_rings, n_around)
 
 
 def _polar(radius: np.ndarray, angles: np.ndarray) -> np.ndarray:
@@ -342,20 +344,6 @@ def _hull_radius(points: np.ndarray, angles: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         distance = np.where(along > 1e-12, -offsets[None, :] / along, np.inf)
     return distance.min(axis=1)
-
-
-def _tube_faces(n_rings: int, n_around: int) -> np.ndarray:
-    """Faces (2 (R - 1) A, 3) of a structured tube of R rings of A vertices (vertex r A + a),
-    diagonals alternating; with rings going down (-z) and angles counter-clockwise seen from above
-    (+z), the normals point outwards."""
-    ring, col = np.meshgrid(np.arange(n_rings - 1), np.arange(n_around), indexing="ij")
-    a = ring * n_around + col
-    b = ring * n_around + (col + 1) % n_around
-    c, d = a + n_around, b + n_around
-    flip = ((ring + col) % 2 == 0)[..., None]
-    first = np.where(flip, np.stack([a, c, b], -1), np.stack([a, c, d], -1))
-    second = np.where(flip, np.stack([b, c, d], -1), np.stack([a, d, b], -1))
-    return np.stack([first, second], axis=2).reshape(-1, 3).astype(np.int64)
 
 
 def _subtree(parents, roots) -> np.ndarray:

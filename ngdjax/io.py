@@ -18,26 +18,14 @@ def read_image(path: str) -> np.ndarray:
 
 def write_image(path: str, pixels: np.ndarray) -> None:
     """Write uint8 (H, W) or (H, W, 3) pixels to ``path`` atomically (format from the suffix)."""
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    stem, suffix = os.path.splitext(path)
-    temporary = f"{stem}.tmp{suffix}"
-    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(temporary)
-    os.replace(temporary, path)
+    write_atomic(path, Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save)
 
 
 def write_mesh(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:
     """Write a triangle mesh (V, 3) / (F, 3) to ``path`` atomically, vertex order kept (.obj, .ply)."""
     import trimesh
 
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    stem, suffix = os.path.splitext(path)
-    temporary = f"{stem}.tmp{suffix}"
-    trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces), process=False).export(temporary)
-    os.replace(temporary, path)
+    write_atomic(path, trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces), process=False).export)
 
 
 def read_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:

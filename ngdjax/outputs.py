@@ -25,7 +25,6 @@ from ngdjax.data.loader import Sequence
 from ngdjax.data.sequence import frame_name
 from ngdjax.fit import FitProblem, Frames, frame_at, garment_shapes
 from ngdjax.io import write_atomic, write_image, write_mesh, write_text
-from ngdjax.poisson import solve
 from ngdjax.render.backend import Renderer
 from ngdjax.render.shading import render_geometry
 
@@ -34,13 +33,6 @@ def predict_posed(params: dict, problem: FitProblem, frames: Frames, network_on:
     """(T, V, 3) posed garment vertices of every frame (world space)."""
     posed = jax.jit(lambda p, pr, fr, i: garment_shapes(p, pr, frame_at(fr, i), network_on)[0])
     return np.stack([np.asarray(posed(params, problem, frames, jnp.int32(i))) for i in range(frames.pose.shape[0])])
-
-
-def canonical_vertices(params: dict, problem: FitProblem) -> np.ndarray:
-    """(V, 3) static canonical garment: Solve(J^S) + template mean, or template + static offsets."""
-    if problem.deformation == "jacobian_fields":
-        return np.asarray(solve(problem.solver, params["static"]) + problem.template_mean)
-    return np.asarray(problem.template + params["static"])
 
 
 def posed_template(template: np.ndarray, body: Body, body_shape: np.ndarray, frames: Frames) -> np.ndarray:

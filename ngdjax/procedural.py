@@ -28,15 +28,21 @@ def _grid_cylinder(n_around: int, n_along: int, radius, height: float):
     y = np.broadcast_to(height * (t[:, None] - 0.5), (n_along, n_around))
     vertices = np.stack([r * np.cos(angle), y, r * np.sin(angle)], axis=-1).reshape(-1, 3)
     ring, col = np.meshgrid(np.arange(n_along - 1), np.arange(n_around), indexing="ij")
+    cells = np.repeat(np.stack([ring, col], -1).reshape(-1, 2), 2, axis=0)
+    return vertices, tube_faces(n_along, n_around), cells
+
+
+def tube_faces(n_rings: int, n_around: int) -> np.ndarray:
+    """Faces (2 (R - 1) A, 3) int64 of a structured tube of R rings of A vertices (vertex r A + a),
+    two triangles per cell with alternating diagonals, cells in (ring, column) order."""
+    ring, col = np.meshgrid(np.arange(n_rings - 1), np.arange(n_around), indexing="ij")
     a = ring * n_around + col
     b = ring * n_around + (col + 1) % n_around
     c, d = a + n_around, b + n_around
     flip = ((ring + col) % 2 == 0)[..., None]
     first = np.where(flip, np.stack([a, c, b], -1), np.stack([a, c, d], -1))
     second = np.where(flip, np.stack([b, c, d], -1), np.stack([a, d, b], -1))
-    faces = np.stack([first, second], axis=2).reshape(-1, 3)
-    cells = np.repeat(np.stack([ring, col], -1).reshape(-1, 2), 2, axis=0)
-    return vertices, faces, cells
+    return np.stack([first, second], axis=2).reshape(-1, 3).astype(np.int64)
 
 
 def open_cylinder(n_vertices: int = 1000, radius: float = 0.15, height: float = 0.5):
@@ -53,7 +59,7 @@ def garment(n_vertices: int = 2000, height: float = 0.6) -> tuple[np.ndarray, np
     armholes cut on its sides. Returns vertices (V, 3) float64 (V close to ``n_vertices``, without
     the removed armhole vertices) and faces (F, 3) int64.
     """
-    profile = lambda t: 0.15 + 0.03 * np.sin(np.pi * t) - 0.04 * t**2  # noqa: E731
+    profile = lambda t: 0.15 + 0.03 * np.sin(np.pi * t) - 0.04 * t**2
     n_around, n_along = _grid_shape(n_vertices * 1.08, 2 * np.pi * 0.16, height)
     vertices, faces, cells = _grid_cylinder(n_around, n_along, profile, height)
     vertices[:, 2] *= 0.7

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from ngdjax import fields, losses, metrics
 from ngdjax.camera import to_clip
 from ngdjax.data.loader import Sequence
-from ngdjax.fit import log_linear_schedule
+from ngdjax.fit import canonical_vertices, log_linear_schedule
 from ngdjax.fit_config import FitConfig, TextureConfig
 from ngdjax.io import write_image, write_text
 from ngdjax.pose_code import pose_codes
@@ -410,7 +410,7 @@ def load_geometry(config: FitConfig, sequence: Sequence, run_dir: str, renderer:
     geometry = fit_geometry(config, sequence, body, renderer, run_dir, resume=True, progress=False)
     network_on = config.field.dynamic and config.optim.epochs > config.optim.warmup_epochs
     posed = outputs.predict_posed(geometry.params, geometry.problem, geometry.frames, network_on)
-    return posed, outputs.canonical_vertices(geometry.params, geometry.problem), geometry.template_faces
+    return posed, np.asarray(canonical_vertices(geometry.params, geometry.problem)), geometry.template_faces
 
 
 def _drop_texture_lines(path: str) -> None:

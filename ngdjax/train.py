@@ -26,6 +26,7 @@ from ngdjax.fit import (
     Frames,
     all_dynamic_residuals,
     build_problem,
+    canonical_vertices,
     init_params,
     make_geometry_step,
     make_optimizer,
@@ -179,11 +180,6 @@ def fit_geometry(
     bar.close()
     return GeometryResult(params, problem, frames, np.asarray(template_vertices), np.asarray(template_faces),
                           time.perf_counter() - started)
-
-
-def canonical_vertices(params: dict, problem: FitProblem) -> jnp.ndarray:
-    """(V, 3) static canonical mesh Solve(J^S) + offset."""
-    return solve(problem.solver, params["static"]) + problem.template_mean
 
 
 def canonical_offset(params: dict, problem: FitProblem, old_canonical: jnp.ndarray) -> jnp.ndarray:

@@ -138,7 +138,8 @@ def test_remeshing_during_the_fit(tmp_path, sequence_dir):
 
 
 def test_a_remesh_keeps_the_canonical_garment_in_place(sequence_dir):
-    from ngdjax.train import canonical_offset, canonical_vertices, remesh_event
+    from ngdjax.fit import canonical_vertices
+    from ngdjax.train import canonical_offset, remesh_event
 
     path, overrides = _config_paths(sequence_dir)
     config = load_config(path, FitConfig, overrides)
