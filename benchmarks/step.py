@@ -15,8 +15,8 @@ Rows (../shared/CONTRACTS.md, suite ``step``):
   frames cycling; ``pipelined_ms``: the same steps issued back to back as ``fit_geometry`` issues
   them, total time / steps. ``breakdown``: separately jitted stage functions, forward + backward,
   on the step's own intermediate values and shapes: ``fields`` (hash grids + MLP), ``poisson``
-  (the detached static solve + the field's solve and its VJP), ``skinning`` (bone transforms +
-  both LBS), ``render`` (``render_geometry`` and its VJP), ``losses`` (``frame_losses`` and its
+  (the detached static solve + the field's solve and its VJP), ``skinning`` (both LBS with the
+  frame's precomputed bone transforms), ``render`` (``render_geometry`` and its VJP), ``losses`` (``frame_losses`` and its
   gradient), ``optimizer`` (Adam update + apply). ``peak_mem_gb``: JAX's
   ``peak_bytes_in_use`` plus torch's ``max_memory_allocated`` (nvdiffrast's buffers).
   ``render_floor_ms``: plain nvdiffrast in torch on the same mesh, camera and resolution
@@ -106,7 +106,7 @@ class NgdjaxStep:
         self.problem = build_problem(sequence.template_vertices, sequence.template_faces, self.body,
                                      sequence.shape[0], sequence.resolution, field, sequence.diffuse is not None,
                                      sequence.depth is not None)
-        self.frames = prepare_frames(sequence, field.pose_code_dim)
+        self.frames = prepare_frames(sequence, field.pose_code_dim, self.body)
         self.n_frames = sequence.n_frames
         self.optimizer = make_optimizer(optim, self.n_frames)
         self.params = init_params(jax.random.PRNGKey(optim.seed), self.problem)
@@ -130,7 +130,6 @@ class NgdjaxStep:
     def stage_functions(self, index: int = 0) -> dict:
         """Closures running each stage alone (separately jitted, forward + backward), on the
         intermediate values of frame ``index`` under the current parameters."""
-        from ngdjax.body.model import bone_transforms
         from ngdjax.body.skinning import linear_blend_skinning
         from ngdjax.fit import dynamic_residual, frame_at, frame_losses
         from ngdjax.poisson import solve
@@ -141,12 +140,9 @@ class NgdjaxStep:
         params = self.params
         key = jax.random.PRNGKey(3)
 
-        def transforms_of(fr):
-            return bone_transforms(problem.body, fr.shape, fr.pose, fr.global_rotation, fr.translation)
-
         @jax.jit
         def intermediates(params, problem, frame):
-            transforms = transforms_of(frame)
+            transforms = frame.transforms
             rest = solve(problem.solver, params["static"]) + problem.template_mean
             posed_static = linear_blend_skinning(rest, problem.skin_weights, transforms)
             field = params["static"] + dynamic_residual(params["net"], problem, posed_static, frame.code)
@@ -174,7 +170,7 @@ class NgdjaxStep:
 
         @jax.jit
         def skinning_stage(rest, canonical, problem, frame, cot_vertices):
-            transforms = transforms_of(frame)
+            transforms = frame.transforms
             posed_static = linear_blend_skinning(rest, problem.skin_weights, transforms)
             out, pullback = jax.vjp(lambda c: linear_blend_skinning(c, problem.skin_weights, transforms), canonical)
             return posed_static, out, pullback(cot_vertices)

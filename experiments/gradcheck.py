@@ -86,7 +86,7 @@ def run_checks(config, sequence, body, directions: int):
     problem = build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
                             sequence.resolution, config.field, sequence.diffuse is not None,
                             sequence.depth is not None)
-    frames = prepare_frames(sequence, config.field.pose_code_dim)
+    frames = prepare_frames(sequence, config.field.pose_code_dim, body)
     key = jax.random.PRNGKey(config.optim.seed)
     params = init_params(key, problem)
     # float64 everywhere but in the renderer (which takes float32 positions, as nvdiffrast).

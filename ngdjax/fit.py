@@ -30,7 +30,6 @@ from jaxtyping import Array, Float, Int
 from ngdjax import fields, losses
 from ngdjax.body.model import (
     Body,
-    bone_transforms,
     rest_vertices_host,
     skinning_weights_host,
 )
@@ -86,12 +85,15 @@ class FitProblem:
 
 
 class Frames(NamedTuple):
-    """Per-frame data stacked over T frames (device arrays; images (T, H, W) float32)."""
+    """Per-frame data stacked over T frames (device arrays; images (T, H, W) float32).
+    ``transforms`` (T, K, 4, 4): the body's bone transforms of each frame, computed once from
+    the body parameters (which are kept for diagnostics such as gradient checks)."""
 
     shape: Float[Array, "T S"]
     pose: Float[Array, "T P"]
     global_rotation: Float[Array, "T 3"]
     translation: Float[Array, "T 3"]
+    transforms: Float[Array, "T K 4 4"]
     mv: Float[Array, "T 4 4"]
     proj: Float[Array, "T 4 4"]
     code: Float[Array, "T C"]
@@ -182,8 +184,7 @@ def garment_shapes(
     ``blend = (stored, alpha)``: in the epochs after a remesh, the network's residual Jacobians
     are ``alpha J^D + (1 - alpha) stored`` (METHOD 7.4), ``stored`` this frame's residual from
     the remesh epoch transferred to the new faces."""
-    transforms = bone_transforms(problem.body, frame.shape, frame.pose, frame.global_rotation, frame.translation)
-    pose_fn = functools.partial(linear_blend_skinning, weights=problem.skin_weights, transforms=transforms)
+    pose_fn = functools.partial(linear_blend_skinning, weights=problem.skin_weights, transforms=frame.transforms)
     static = params["static"]
     if problem.deformation == "jacobian_fields":
         field = static
@@ -223,9 +224,8 @@ def dynamic_residual(net: dict, problem: FitProblem, posed_static: Float[Array, 
 def all_dynamic_residuals(params: dict, problem: FitProblem, frames: Frames) -> Float[Array, "T F 3 3"]:
     """J^D of every frame (stored at a remesh epoch for the blending that follows)."""
     def one(frame):
-        transforms = bone_transforms(problem.body, frame.shape, frame.pose, frame.global_rotation, frame.translation)
         rest = solve(problem.solver, params["static"]) + problem.template_mean
-        posed_static = linear_blend_skinning(rest, problem.skin_weights, transforms)
+        posed_static = linear_blend_skinning(rest, problem.skin_weights, frame.transforms)
         return dynamic_residual(params["net"], problem, posed_static, frame.code)
     return jax.lax.map(one, frames)
 

@@ -16,7 +16,6 @@ from PIL import Image
 
 from ngdjax.body.model import (
     Body,
-    bone_transforms,
     rest_vertices_host,
     skinning_weights_host,
 )
@@ -43,9 +42,7 @@ def posed_template(template: np.ndarray, body: Body, body_shape: np.ndarray, fra
     vertices = jnp.asarray(template, jnp.float32)
 
     def pose(i):
-        frame = frame_at(frames, i)
-        transforms = bone_transforms(body, frame.shape, frame.pose, frame.global_rotation, frame.translation)
-        return linear_blend_skinning(vertices, weights, transforms)
+        return linear_blend_skinning(vertices, weights, frames.transforms[i])
     pose = jax.jit(pose)
     return np.stack([np.asarray(pose(jnp.int32(i))) for i in range(frames.pose.shape[0])])
 

@@ -83,10 +83,11 @@ def face_gradient_statistic(
     span = high - low
     normalised = jnp.where(span > 0, (masked - low) / jnp.where(span > 0, span, jnp.ones_like(span)), 0)
     counted = (mask != 0) & (ids > 0)
-    # Pixels that do not count go to an extra segment n_faces, dropped afterwards.
+    # Pixels that do not count get the out-of-range segment n_faces, which segment_sum drops
+    # (one real extra segment would serialise the background's many updates on it).
     segment = jnp.where(counted, ids - 1, n_faces).reshape(-1)
-    sums = jax.ops.segment_sum(normalised.reshape(-1), segment, num_segments=n_faces + 1)[:n_faces]
-    counts = jax.ops.segment_sum(jnp.ones_like(normalised).reshape(-1), segment, num_segments=n_faces + 1)[:n_faces]
+    sums = jax.ops.segment_sum(normalised.reshape(-1), segment, num_segments=n_faces)
+    counts = jax.ops.segment_sum(jnp.ones_like(normalised).reshape(-1), segment, num_segments=n_faces)
     seen = counts > 0
     means = jnp.where(seen, sums / jnp.maximum(counts, jnp.ones_like(counts)), 0)
     return means, seen.astype(dtype)

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ngdjax import checkpoint
-from ngdjax.body.model import Body
+from ngdjax.body.model import Body, bone_transforms
 from ngdjax.data.loader import Sequence
 from ngdjax.fit import (
     FitProblem,
@@ -53,13 +53,18 @@ class GeometryResult:
     seconds: float
 
 
-def prepare_frames(sequence: Sequence, pose_code_dim: int) -> Frames:
-    """Stack a sequence's per-frame data as device arrays; missing optional targets become zeros."""
+_all_bone_transforms = jax.jit(jax.vmap(bone_transforms, in_axes=(None, 0, 0, 0, 0)))
+
+
+def prepare_frames(sequence: Sequence, pose_code_dim: int, body: Body) -> Frames:
+    """Stack a sequence's per-frame data as device arrays, with each frame's bone transforms of
+    ``body``; missing optional targets become zeros."""
     zeros = np.zeros(sequence.masks.shape, np.float32)
     as_float = lambda a: zeros if a is None else np.asarray(a, np.float32)
+    body_parameters = [jnp.asarray(a) for a in (sequence.shape, sequence.pose, sequence.global_rotation,
+                                                sequence.translation)]
     return Frames(
-        shape=jnp.asarray(sequence.shape), pose=jnp.asarray(sequence.pose),
-        global_rotation=jnp.asarray(sequence.global_rotation), translation=jnp.asarray(sequence.translation),
+        *body_parameters, transforms=_all_bone_transforms(body, *body_parameters),
         mv=jnp.asarray(sequence.mv), proj=jnp.asarray(sequence.proj),
         code=jnp.asarray(pose_codes(sequence.pose, pose_code_dim)),
         mask=jnp.asarray(as_float(sequence.masks)), occluders=jnp.asarray(as_float(sequence.occluders)),
@@ -96,7 +101,7 @@ def fit_geometry(
     started = time.perf_counter()
     optim, n_frames = config.optim, sequence.n_frames
     has_diffuse, has_depth = switch_off_missing_targets(sequence)
-    frames = prepare_frames(sequence, config.field.pose_code_dim)
+    frames = prepare_frames(sequence, config.field.pose_code_dim, body)
     template_vertices, template_faces = sequence.template_vertices, sequence.template_faces
     ckpt_dir = os.path.join(run_dir, "checkpoint")
     start_epoch, start_position, step_count, remesh_events = 0, 0, 0, 0

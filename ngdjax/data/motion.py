@@ -55,6 +55,7 @@ class MotionConfig:
     arm_down_deg: float = 35.0  # arms lowered from the rest pose towards the body (constant)
     twist_deg: float = 12.0  # spine twist, each way
     turn_deg: float = 35.0  # whole-body turn about the vertical axis, each way
+    spin_deg: float = 0.0  # steady turn over the whole sequence (360: the subject turns around once)
     bounce_m: float = 0.01  # vertical bounce of the root
     step_period: float = 16.0  # frames per walking cycle (two steps)
     turn_period: float = 40.0  # frames per turning cycle
@@ -104,7 +105,8 @@ def procedural_motion(config: MotionConfig, n_frames: int, frame, seed: int) -> 
     walking phase p = 2 pi t / step_period + p0:
     step = A sin p, knee_l = K (1 + sin p) / 2, knee_r = K (1 - sin p) / 2, arms = -S sin p,
     elbows = E (1 + sin p / 2), twist = W sin p, arms_down = D (constant); the body turns by Y sin(2 pi t / turn_period + q0)
-    about the up axis and bounces by B |cos p|.
+    + spin_deg t / T about the up axis (a steady spin shows every side to the fixed camera, as in
+    captures where the subject turns around) and bounces by B |cos p|.
     """
     rng = np.random.default_rng(seed)
     walk0, turn0 = rng.uniform(0.0, 2 * np.pi, size=2)
@@ -123,7 +125,7 @@ def procedural_motion(config: MotionConfig, n_frames: int, frame, seed: int) -> 
     ], axis=1)
     pose = coefficients @ primitive_poses(frame)
     up = frame.axes[2]
-    yaw = rad(config.turn_deg) * np.sin(2 * np.pi * t / config.turn_period + turn0)
+    yaw = rad(config.turn_deg) * np.sin(2 * np.pi * t / config.turn_period + turn0) + rad(config.spin_deg) * t / n_frames
     translation = config.bounce_m * np.abs(np.cos(phase))[:, None] * up[None, :]
     return Motion(pose, yaw[:, None] * up[None, :], translation, coefficients)
 

@@ -72,12 +72,19 @@ def render_geometry(
     normal01 = (jnp.where(covered[..., None], unit_normal, -1.0) + 1.0) / 2.0
     stacked = jnp.concatenate([normal01, diffuse[..., None], depth[..., None], front[..., None]], axis=-1)
     smooth = renderer.antialias(stacked, rast, clip, tris, topology)
-    face_ids = (rast[..., 3] * front).astype(jnp.int32).reshape(-1)
-    visible = jnp.zeros(tris.shape[0] + 1, bool).at[face_ids].set(True)[1:]
+    visible = _faces_seen(rast[..., 3], front, tris.shape[0])
     return GeometryImages(
         silhouette=smooth[..., 5], diffuse=smooth[..., 3], depth=smooth[..., 4], normal=smooth[..., :3],
         rast=rast, visible_faces=jax.lax.stop_gradient(visible),
     )
+
+
+def _faces_seen(ids: Float[Array, "B H W"], front: Float[Array, "B H W"], n_faces: int) -> Bool[Array, " F"]:
+    """(F,) faces covering at least one front-facing pixel. Background pixels scatter out of
+    range and are dropped: written to one slot, the majority of pixels would serialise the
+    scatter on it (1.1 ms at 1080^2 on an H100, against ~0.05 ms)."""
+    face = jnp.where(front > 0, ids.astype(jnp.int32) - 1, n_faces).reshape(-1)
+    return jnp.zeros(n_faces, bool).at[face].set(True, mode="drop")
 
 
 def render_texture(
