@@ -78,7 +78,7 @@ def run_checks(config, sequence, body, directions: int):
     from ngdjax.mesh import face_centroids, face_normals
     from ngdjax.poisson import solve
     from ngdjax.render.backend import get_renderer
-    from ngdjax.render.jax_rasterize import barycentrics_for_ids
+    from ngdjax.render.jax_rasterize import barycentrics_for_ids, unclamped_barycentrics_for_ids
     from ngdjax.render.shading import render_geometry
     from ngdjax.train import prepare_frames
 
@@ -86,10 +86,11 @@ def run_checks(config, sequence, body, directions: int):
     problem = build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
                             sequence.resolution, config.field, sequence.diffuse is not None,
                             sequence.depth is not None)
-    frames = prepare_frames(sequence, config.field.pose_code_dim, body)
+    frames = prepare_frames(sequence, config.field.pose_code_dim, body, config.field.zero_root)
     key = jax.random.PRNGKey(config.optim.seed)
     params = init_params(key, problem)
-    # float64 everywhere but in the renderer (which takes float32 positions, as nvdiffrast).
+    # float64 everywhere; the pure-JAX renderer decides visibility on float32 positions, as
+    # nvdiffrast, and computes everything differentiable in the positions' float64.
     to64 = lambda tree: jax.tree_util.tree_map(  # noqa: E731
         lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
     problem, params, frames = to64(problem), to64(params), to64(frames)
@@ -108,7 +109,7 @@ def run_checks(config, sequence, body, directions: int):
         rows.append(check_stage(
             "dynamic field", "finite differences (network parameters)",
             lambda net: jnp.sum(w_field * fields.dynamic_jacobians(net, problem.network, centroids, normals, frame.code)),
-            params["net"], next(keys), 1e-3, 1e-6, directions))
+            params["net"], next(keys), 1e-3, 1e-7, directions))
         w_solve = weights_of(problem.template.shape)
         rows.append(check_stage(
             "poisson solve", "finite differences (Jacobians)",
@@ -122,51 +123,54 @@ def run_checks(config, sequence, body, directions: int):
             bone_transforms(body, frame.shape, xp[1], frame.global_rotation, frame.translation))),
         (problem.template, frame.pose), next(keys), 1e-2, 1e-3, directions))
 
-    clip32 = lambda v: to_clip(v, frame.mv, frame.proj).astype(jnp.float32)  # noqa: E731
-    rast = renderer.rasterize(clip32(posed), problem.tris, problem.resolution)
-    colour = renderer.interpolate(posed.astype(jnp.float32), rast, problem.tris)  # a smooth per-pixel attribute
+    clip = lambda v: to_clip(v, frame.mv, frame.proj)  # noqa: E731
+    rast = renderer.rasterize(clip(posed), problem.tris, problem.resolution)
+    colour = renderer.interpolate(posed, rast, problem.tris)  # a smooth per-pixel attribute
     w_aa = weights_of(colour.shape)
     rows.append(check_stage(
         "antialias", "finite differences with the rasterisation held fixed (nvdiffrast's edge formula)",
-        lambda v: jnp.sum(w_aa * renderer.antialias(colour, rast, clip32(v), problem.tris, problem.topology)),
-        posed, next(keys), 5e-2, 1e-4, directions))
+        lambda v: jnp.sum(w_aa * renderer.antialias(colour, rast, clip(v), problem.tris, problem.topology)),
+        posed, next(keys), 1e-2, 1e-5, directions))
 
     height, width = problem.resolution
 
-    def visibility_fixed_at(v):  # the same ops with visibility held at the triangle ids of mesh v
-        ids = renderer.rasterize(clip32(v), problem.tris, problem.resolution)[0, ..., 3].astype(jnp.int32)
+    def visibility_fixed_at(v, barycentrics=barycentrics_for_ids):
+        """The same ops with visibility held at the triangle ids of mesh v."""
+        ids = renderer.rasterize(clip(v), problem.tris, problem.resolution)[0, ..., 3].astype(jnp.int32)
         return renderer._replace(
-            rasterize=lambda clip, tris, resolution, *_, **__: barycentrics_for_ids(clip, tris, ids, resolution))
-
-    fixed = visibility_fixed_at(posed)
+            rasterize=lambda c, tris, resolution, *_, **__: barycentrics(c, tris, ids, resolution))
 
     def rendered(v, ops=renderer):
-        out = render_geometry(ops, v.astype(jnp.float32), problem.tris, problem.topology,
-                              frame.mv.astype(jnp.float32), frame.proj.astype(jnp.float32), problem.resolution)
-        return tuple(image[0].astype(jnp.float64) for image in (out.silhouette, out.diffuse, out.depth))
+        out = render_geometry(ops, v, problem.tris, problem.topology, frame.mv, frame.proj, problem.resolution)
+        return tuple(image[0] for image in (out.silhouette, out.diffuse, out.depth))
 
+    fixed, unclamped = (visibility_fixed_at(posed, b) for b in (barycentrics_for_ids, unclamped_barycentrics_for_ids))
     w_img = weights_of((3, height, width))
     rows.append(check_stage(
-        "render passes", "finite differences with the triangle ids held fixed (visibility has no gradient)",
+        "render passes", "finite differences with the triangle ids held fixed and u, v unclamped (as nvdiffrast's gradient)",
         lambda v: sum(jnp.sum(w * image) for w, image in zip(w_img, rendered(v, fixed))),
-        posed, next(keys), 2e-2, 1e-4, directions))
+        posed, next(keys), 2e-2, 1e-5, directions,
+        reference=lambda v: sum(jnp.sum(w * image) for w, image in zip(w_img, rendered(v, unclamped)))))
 
     images = rendered(posed)
-    visible = render_geometry(renderer, posed.astype(jnp.float32), problem.tris, problem.topology,
-                              frame.mv.astype(jnp.float32), frame.proj.astype(jnp.float32),
+    visible = render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj,
                               problem.resolution).visible_faces
     rows.append(check_stage(
         "losses", "finite differences (rendered images)",
         lambda imgs: frame_losses(imgs, field, visible, frame, problem, config.loss, key, True)[0],
         images, next(keys), 2e-2, 1e-3, directions))
-    fixed_static = visibility_fixed_at(garment_shapes(params, problem, frame, False)[0])
-    step_loss = lambda p: frame_losses(  # noqa: E731
-        rendered(garment_shapes(p, problem, frame, False)[0], fixed_static), garment_shapes(p, problem, frame, False)[2],
-        visible, frame, problem, config.loss, key, True)[0]
+    static_posed = garment_shapes(params, problem, frame, False)[0]
+    fixed_static, unclamped_static = (visibility_fixed_at(static_posed, b)
+                                      for b in (barycentrics_for_ids, unclamped_barycentrics_for_ids))
+
+    def step_loss(static, ops):
+        posed_v, _, jacobians = garment_shapes(dict(params, static=static), problem, frame, False)
+        return frame_losses(rendered(posed_v, ops), jacobians, visible, frame, problem, config.loss, key, True)[0]
+
     rows.append(check_stage(
-        "whole step", "finite differences of the total loss (static field; network off: its inputs are detached by design), ids fixed",
-        lambda static: step_loss(dict(params, static=static)), params["static"], next(keys), 2e-2, 1e-2,
-        directions))
+        "whole step", "finite differences of the total loss (static field; network off: its inputs are detached by design), ids fixed, u, v unclamped",
+        lambda static: step_loss(static, fixed_static), params["static"], next(keys), 2e-2, 1e-3, directions,
+        reference=lambda static: step_loss(static, unclamped_static)))
     return rows
 
 

@@ -293,3 +293,21 @@ def barycentrics_for_ids(
     the gradients of everything downstream of the rasteriser by finite differences."""
     height, width = resolution
     return _barycentrics(clip_pos, tris, ids, width, height)[None]
+
+
+def unclamped_barycentrics_for_ids(
+    clip_pos: Float[Array, "V 4"], tris: Int[Array, "F 3"], ids: Int[Array, "H W"], resolution: tuple[int, int]
+) -> Float[Array, "1 H W 4"]:
+    """The function whose plain derivative is :func:`barycentrics_for_ids`' gradient: u and v
+    neither clamped nor made finite, every 1/A regularised as the backward does, z/w without a
+    gradient (RENDER.md 2.4). Near edges the clamp is active (the ids come from 1/16-px snapped
+    vertices, u and v from the unsnapped ones), so finite differences of the clamped op disagree
+    with its gradient by design there; finite differences of this function do not."""
+    height, width = resolution
+    covered = ids > 0
+    corners = clip_pos[tris[jnp.maximum(ids - 1, 0)]]
+    fx, fy = _pixel_centres(width, height, clip_pos.dtype)
+    u, v, _ = _homogeneous_barycentrics(corners, fx, fy, eps=1e-6)
+    _, _, depth = _homogeneous_barycentrics(jax.lax.stop_gradient(corners), fx, fy)
+    rast = jnp.stack([u, v, jnp.clip(depth, -1.0, 1.0), ids.astype(clip_pos.dtype)], axis=-1)
+    return jnp.where(covered[..., None], rast, 0.0)[None]
