@@ -13,7 +13,8 @@ Rows (../shared/CONTRACTS.md, suite ``step``):
   ``auto`` renderer (nvdiffrast inside ``jax.jit`` on a GPU). ``ms``: median over >= 200 steps of
   one step with its device work finished (``jax.block_until_ready``) before the clock is read,
   frames cycling; ``pipelined_ms``: the same steps issued back to back as ``fit_geometry`` issues
-  them, total time / steps. ``breakdown``: separately jitted stage functions, forward + backward,
+  them, total time / steps; ``host_ms``: of that, the time the host spends inside each step's
+  call (dispatch and the in-jit torch callbacks). ``breakdown``: separately jitted stage functions, forward + backward,
   on the step's own intermediate values and shapes: ``fields`` (hash grids + MLP), ``poisson``
   (the detached static solve + the field's solve and its VJP), ``skinning`` (both LBS with the
   frame's precomputed bone transforms), ``render`` (``render_geometry`` and its VJP), ``losses`` (``frame_losses`` and its
@@ -100,7 +101,7 @@ class NgdjaxStep:
             make_geometry_step,
             make_optimizer,
         )
-        from ngdjax.train import prepare_frames
+        from ngdjax.train import prepare_frames, step_keys
 
         self.body = load_body(sequence.body_model, sequence.body_model_path)
         self.problem = build_problem(sequence.template_vertices, sequence.template_faces, self.body,
@@ -114,13 +115,12 @@ class NgdjaxStep:
         self.step_fn = make_geometry_step(renderer, optim, self.n_frames, weights)
         self.renderer, self.weights = renderer, weights
         self.order = np.random.default_rng(0).permutation(np.arange(10_000) % self.n_frames)
-        self.base_key = jax.random.PRNGKey(1)
+        self.keys = step_keys(jax.random.PRNGKey(1), 0, 10_000)  # host keys, as fit_geometry passes them
 
     def __call__(self, i: int, network_on: bool = True):
-        key = jax.random.fold_in(self.base_key, i)
         self.params, self.opt_state, out = self.step_fn(
-            self.params, self.opt_state, self.problem, self.frames, jnp.int32(self.frame_index(i)), key,
-            None, network_on=network_on, collect_statistic=False)
+            self.params, self.opt_state, self.problem, self.frames, np.int32(self.frame_index(i)),
+            self.keys[i % len(self.keys)], None, network_on=network_on, collect_statistic=False)
         self.last_terms = out.terms
         return out.terms["total"]
 
@@ -257,9 +257,8 @@ def closed_over_tris_step(ngd: NgdjaxStep):
     step = jax.jit(closed, donate_argnums=(0, 1))
 
     def run(i: int):
-        key = jax.random.fold_in(ngd.base_key, i)
         ngd.params, ngd.opt_state, out = step(ngd.params, ngd.opt_state, ngd.problem, ngd.frames,
-                                              jnp.int32(ngd.frame_index(i)), key)
+                                              np.int32(ngd.frame_index(i)), ngd.keys[i % len(ngd.keys)])
         return out.terms["total"]
     return run
 
@@ -314,7 +313,7 @@ def precision_parity_terms(ngd: NgdjaxStep, i: int, weights, precision: str) -> 
 
     with jax.default_matmul_precision(precision):
         terms = jax.jit(terms_of)(ngd.params, ngd.problem, ngd.frames, jnp.int32(ngd.frame_index(i)),
-                                  jax.random.fold_in(ngd.base_key, i))
+                                  ngd.keys[i % len(ngd.keys)])
     return jax.device_get(terms)
 
 
@@ -326,7 +325,7 @@ def loss_parity(ngd: NgdjaxStep, reference, i: int, weights) -> dict:
     from ngdjax.losses import depth_pairs
 
     host = jax.tree_util.tree_map(np.asarray, ngd.params)  # before the step (it donates them)
-    key = jax.random.fold_in(ngd.base_key, i)
+    key = ngd.keys[i % len(ngd.keys)]
     index = ngd.frame_index(i)
     highest = precision_parity_terms(ngd, i, weights, "highest")
     jax.block_until_ready(ngd(i))
@@ -374,21 +373,25 @@ def run(n_frames: int = 8, steps: int = 200, warmup: int = 20, synth_overrides: 
         jax.block_until_ready(ngd(i))
     times = _timed_steps(lambda i: ngd(warmup + i), steps, jax.block_until_ready)
     t0 = time.perf_counter()
-    last = None
+    last, host = None, 0.0
     for i in range(steps):
+        t1 = time.perf_counter()
         last = ngd(warmup + steps + i)
+        host += time.perf_counter() - t1
     jax.block_until_ready((last, ngd.params))
     pipelined = 1e3 * (time.perf_counter() - t0) / steps
+    host_ms = 1e3 * host / steps  # time the host spends issuing a step (dispatch, torch callbacks)
     loss = float(last)
     peak = peak_memory_gb()
     stages = ngd.stage_functions()
     breakdown = {name: round(time_ms(fn, min_reps=stage_reps, min_seconds=0.3, max_reps=400)[0], 4)
                  for name, fn in stages.items()}
     ms = statistics.median(times)
-    print(f"  step ngdjax          {ms:8.3f} ms (pipelined {pipelined:.3f}), compile {compile_s:.1f} s, "
+    print(f"  step ngdjax          {ms:8.3f} ms (pipelined {pipelined:.3f}, host {host_ms:.3f} per call), compile {compile_s:.1f} s, "
           f"peak {peak} GB, loss {loss:.4g}, stages {breakdown}", flush=True)
     row_ngd = dict(suite="step", impl="ngdjax", **device, ms=round(ms, 4), reps=steps, **size,
                    peak_mem_gb=peak, breakdown=breakdown, pipelined_ms=round(pipelined, 4),
+                   host_ms=round(host_ms, 4),
                    render_backend=renderer.name, compile_s=round(compile_s, 2), loss=loss)
     del stages
     closed = {}

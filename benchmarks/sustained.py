@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     problem = build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
                             sequence.resolution, config.field, sequence.diffuse is not None, sequence.depth is not None)
-    frames = train.prepare_frames(sequence, config.field.pose_code_dim, body)
+    frames = train.prepare_frames(sequence, config.field.pose_code_dim, body, config.field.zero_root)
     step = make_geometry_step(renderer, optim, n_frames, config.loss)
     optimizer = make_optimizer(optim, n_frames)
     for network_on in (False, True):

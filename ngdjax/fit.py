@@ -87,13 +87,16 @@ class FitProblem:
 class Frames(NamedTuple):
     """Per-frame data stacked over T frames (device arrays; images (T, H, W) float32).
     ``transforms`` (T, K, 4, 4): the body's bone transforms of each frame, computed once from
-    the body parameters (which are kept for diagnostics such as gradient checks)."""
+    the body parameters (which are kept for diagnostics such as gradient checks).
+    ``input_transforms`` (T, K, 4, 4): those that pose the static mesh the network reads; the
+    same, or without the global rotation and translation (``field.zero_root``)."""
 
     shape: Float[Array, "T S"]
     pose: Float[Array, "T P"]
     global_rotation: Float[Array, "T 3"]
     translation: Float[Array, "T 3"]
     transforms: Float[Array, "T K 4 4"]
+    input_transforms: Float[Array, "T K 4 4"]
     mv: Float[Array, "T 4 4"]
     proj: Float[Array, "T 4 4"]
     code: Float[Array, "T C"]
@@ -185,11 +188,13 @@ def garment_shapes(
     are ``alpha J^D + (1 - alpha) stored`` (METHOD 7.4), ``stored`` this frame's residual from
     the remesh epoch transferred to the new faces."""
     pose_fn = functools.partial(linear_blend_skinning, weights=problem.skin_weights, transforms=frame.transforms)
+    input_pose = functools.partial(linear_blend_skinning, weights=problem.skin_weights,
+                                   transforms=frame.input_transforms)
     static = params["static"]
     if problem.deformation == "jacobian_fields":
         field = static
         if network_on:
-            posed_static = jax.lax.stop_gradient(pose_fn(solve(problem.solver, static) + problem.template_mean))
+            posed_static = jax.lax.stop_gradient(input_pose(solve(problem.solver, static) + problem.template_mean))
             residual = dynamic_residual(params["net"], problem, posed_static, frame.code)
             if blend is not None:
                 residual = blend[1] * residual + (1.0 - blend[1]) * blend[0]
@@ -198,7 +203,7 @@ def garment_shapes(
     else:
         field = static
         if network_on:
-            posed_static = jax.lax.stop_gradient(pose_fn(problem.template + static))
+            posed_static = jax.lax.stop_gradient(input_pose(problem.template + static))
             field = field + fields.dynamic_offsets(
                 params["net"], problem.network, posed_static, vertex_normals(posed_static, problem.tris), frame.code)
         canonical = problem.template + field
@@ -225,7 +230,7 @@ def all_dynamic_residuals(params: dict, problem: FitProblem, frames: Frames) -> 
     """J^D of every frame (stored at a remesh epoch for the blending that follows)."""
     def one(frame):
         rest = solve(problem.solver, params["static"]) + problem.template_mean
-        posed_static = linear_blend_skinning(rest, problem.skin_weights, frame.transforms)
+        posed_static = linear_blend_skinning(rest, problem.skin_weights, frame.input_transforms)
         return dynamic_residual(params["net"], problem, posed_static, frame.code)
     return jax.lax.map(one, frames)
 

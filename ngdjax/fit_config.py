@@ -25,10 +25,14 @@ class FieldConfig:
     """The deformation model. ``jacobian_fields``: static per-face Jacobians + the pose-conditioned
     hash-grid network (the method). ``vertex_offsets``: static + pose-conditioned per-vertex
     displacements with a Laplacian regulariser (the baseline). ``dynamic: false`` keeps the
-    network off for the whole fit (the static-only ablation)."""
+    network off for the whole fit (the static-only ablation). ``zero_root``: the network reads the
+    static mesh posed without the body's global rotation and translation (METHOD 4.5, as for
+    PeopleSnapshot, where the subject turns in place), so a garment point keeps its input
+    position however the body is turned."""
 
     deformation: Literal["jacobian_fields", "vertex_offsets"] = "jacobian_fields"
     dynamic: bool = True
+    zero_root: bool = False
     pose_code_dim: int = 4
     n_levels: int = 16
     n_features: int = 2

@@ -163,8 +163,17 @@ def encode(
     )  # (N, L, C)
     rows = _corner_indices(corners, layout)  # (N, L, C)
     features = tables.at[rows].get(mode="promise_in_bounds")  # (N, L, C, F), one gather
-    # A batched dot over the corners: on CPU ~10x faster than sum(weights[..., None] * features, 2)
-    encoded = jnp.einsum("nlc,nlcf->nlf", weights.astype(tables.dtype), features,
-                         precision=jax.lax.Precision.HIGHEST)  # (N, L, F); no TF32 on GPU
+    encoded = _contract(weights.astype(tables.dtype), features)  # (N, L, F)
     return encoded.reshape(x.shape[0], config.n_levels * config.n_features)
+
+
+def _contract(weights: Float[Array, "N L C"], features: Float[Array, "N L C F"]) -> Float[Array, "N L F"]:
+    """The d-linear interpolation: the corners' features weighted and summed. On a CPU as a
+    batched dot (about 10x faster there than the elementwise form); elsewhere elementwise, which
+    XLA fuses with the gather (8% faster for the whole encoding's forward + backward on an H100,
+    and no TF32 rounding)."""
+    return jax.lax.platform_dependent(
+        weights, features,
+        cpu=lambda w, f: jnp.einsum("nlc,nlcf->nlf", w, f, precision=jax.lax.Precision.HIGHEST),
+        default=lambda w, f: jnp.sum(w[..., None] * f, axis=2))
 

@@ -275,7 +275,7 @@ def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canoni
     ``faces`` (F, 3). Epochs of shuffled frames (the geometry's orders for ``optim.seed``), one
     jitted step per frame, ``T^D`` off for ``texture.warmup_epochs``; appends one line per step
     with ``"stage": "texture"`` to ``run_dir/log.jsonl`` (earlier texture lines are dropped)."""
-    from ngdjax.train import epoch_order
+    from ngdjax.train import epoch_order, step_keys
 
     started = time.perf_counter()
     texture, n_frames = config.texture, sequence.n_frames
@@ -294,9 +294,9 @@ def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canoni
     for epoch in range(texture.epochs):
         dynamic = epoch >= texture.warmup_epochs
         records = []
-        for index in epoch_order(config.optim.seed, epoch, n_frames):
-            params, opt_state, loss = step(params, opt_state, frames, jnp.int32(index),
-                                           jax.random.fold_in(base_key, step_count), jnp.int32(step_count),
+        order = epoch_order(config.optim.seed, epoch, n_frames)
+        for index, key in zip(order, step_keys(base_key, step_count, n_frames)):
+            params, opt_state, loss = step(params, opt_state, frames, np.int32(index), key, np.int32(step_count),
                                            dynamic=dynamic)
             records.append((step_count, int(index), loss))
             step_count += 1

@@ -8,6 +8,7 @@ Determinism: the frame order of epoch ``e`` comes from ``(seed, e)`` and the ste
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array
 from tqdm import tqdm
 
 from ngdjax import checkpoint
@@ -56,20 +58,39 @@ class GeometryResult:
 _all_bone_transforms = jax.jit(jax.vmap(bone_transforms, in_axes=(None, 0, 0, 0, 0)))
 
 
-def prepare_frames(sequence: Sequence, pose_code_dim: int, body: Body) -> Frames:
+def prepare_frames(sequence: Sequence, pose_code_dim: int, body: Body, zero_root: bool = False) -> Frames:
     """Stack a sequence's per-frame data as device arrays, with each frame's bone transforms of
-    ``body``; missing optional targets become zeros."""
+    ``body`` (and, with ``zero_root``, the network's input transforms without the global rotation
+    and translation); missing optional targets become zeros."""
     zeros = np.zeros(sequence.masks.shape, np.float32)
     as_float = lambda a: zeros if a is None else np.asarray(a, np.float32)
     body_parameters = [jnp.asarray(a) for a in (sequence.shape, sequence.pose, sequence.global_rotation,
                                                 sequence.translation)]
+    transforms = _all_bone_transforms(body, *body_parameters)
+    if zero_root:
+        shape, pose, rotation, translation = body_parameters
+        input_transforms = _all_bone_transforms(body, shape, pose, jnp.zeros_like(rotation), jnp.zeros_like(translation))
+    else:
+        input_transforms = transforms
     return Frames(
-        *body_parameters, transforms=_all_bone_transforms(body, *body_parameters),
+        *body_parameters, transforms=transforms, input_transforms=input_transforms,
         mv=jnp.asarray(sequence.mv), proj=jnp.asarray(sequence.proj),
         code=jnp.asarray(pose_codes(sequence.pose, pose_code_dim)),
         mask=jnp.asarray(as_float(sequence.masks)), occluders=jnp.asarray(as_float(sequence.occluders)),
         diffuse=jnp.asarray(as_float(sequence.diffuse)), depth=jnp.asarray(as_float(sequence.depth)),
     )
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _fold_in_range(base_key: Array, first: Array, count: int) -> Array:
+    return jax.vmap(lambda step: jax.random.fold_in(base_key, step))(first + jnp.arange(count))
+
+
+def step_keys(base_key: Array, first_step: int, count: int) -> np.ndarray:
+    """(count, 2) host copies of ``fold_in(base_key, s)`` for steps ``first_step, ...``: one
+    device call per epoch instead of one per step (per-step dispatches cost host time that
+    the GPU step is short enough to feel)."""
+    return np.asarray(_fold_in_range(base_key, jnp.int32(first_step), count))
 
 
 def epoch_order(seed: int, epoch: int, n_frames: int) -> np.ndarray:
@@ -101,7 +122,7 @@ def fit_geometry(
     started = time.perf_counter()
     optim, n_frames = config.optim, sequence.n_frames
     has_diffuse, has_depth = switch_off_missing_targets(sequence)
-    frames = prepare_frames(sequence, config.field.pose_code_dim, body)
+    frames = prepare_frames(sequence, config.field.pose_code_dim, body, config.field.zero_root)
     template_vertices, template_faces = sequence.template_vertices, sequence.template_faces
     ckpt_dir = os.path.join(run_dir, "checkpoint")
     start_epoch, start_position, step_count, remesh_events = 0, 0, 0, 0
@@ -139,13 +160,16 @@ def fit_geometry(
     for epoch in range(start_epoch, optim.epochs):
         network_on = config.field.dynamic and epoch >= optim.warmup_epochs
         collect = remesh and epoch in config.remesh.epochs
-        alpha = (epoch - blend_epoch) / config.remesh.blend_epochs
-        blend = (blend_field, jnp.float32(alpha)) if blend_field is not None and network_on and alpha < 1 else None
+        # After the blending epochs alpha stays 1 (the stored residuals then drop out exactly), so
+        # the step keeps the signature it was compiled with instead of compiling a blend-free one.
+        alpha = min((epoch - blend_epoch) / config.remesh.blend_epochs, 1.0)
+        blend = (blend_field, jnp.float32(alpha)) if blend_field is not None and network_on else None
         records, accumulated, seen = [], 0.0, 0.0
         position = start_position if epoch == start_epoch else 0
-        for index in epoch_order(optim.seed, epoch, n_frames)[position:]:
-            key = jax.random.fold_in(base_key, step_count)
-            params, opt_state, out = step(params, opt_state, problem, frames, jnp.int32(index), key, blend,
+        order = epoch_order(optim.seed, epoch, n_frames)[position:]
+        keys = step_keys(base_key, step_count, len(order))
+        for index, key in zip(order, keys):
+            params, opt_state, out = step(params, opt_state, problem, frames, np.int32(index), key, blend,
                                           network_on=network_on, collect_statistic=collect)
             if collect:
                 accumulated, seen = accumulated + out.face_statistic[0], seen + out.face_statistic[1]

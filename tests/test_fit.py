@@ -167,3 +167,19 @@ def test_a_remesh_keeps_the_canonical_garment_in_place(sequence_dir):
     remeshed = dataclasses.replace(remeshed, template_mean=canonical_offset(params, remeshed, before))
     after = canonical_vertices(params, remeshed)
     assert float(jnp.abs(after[:kept] - before).max()) < 2e-3 * size
+
+
+def test_zero_root_network_input_ignores_the_global_turn(sequence_dir):
+    """With field.zero_root the network reads the same posed static mesh however the body is
+    turned and moved; the garment itself is still posed with the full transforms."""
+    sequence = load_sequence(sequence_dir)
+    turned = dataclasses.replace(sequence, global_rotation=sequence.global_rotation + np.float32([0.0, 0.0, 1.2]),
+                                 translation=sequence.translation + np.float32([0.3, -0.2, 0.1]))
+    body = load_body("anny")
+    from ngdjax.train import prepare_frames
+
+    plain, moved = (prepare_frames(s, 4, body, zero_root=True) for s in (sequence, turned))
+    np.testing.assert_allclose(np.asarray(plain.input_transforms), np.asarray(moved.input_transforms), atol=1e-5)
+    assert np.max(np.abs(np.asarray(plain.transforms) - np.asarray(moved.transforms))) > 0.1
+    default = prepare_frames(sequence, 4, body)
+    np.testing.assert_array_equal(np.asarray(default.input_transforms), np.asarray(default.transforms))
