@@ -78,7 +78,7 @@ def texture_runner(ngd, sequence):
     rasts = rasterize_frames(ngd.renderer, posed, sequence.template_faces, sequence.mv, sequence.proj,
                              sequence.resolution)
     frames = prepare_texture_frames(sequence, rasts, atlas, ngd.renderer, texture)
-    print(f"  texture workload: {frames.pixels.shape[1]} loss pixels per frame (padded)", flush=True)
+    print(f"  texture workload: {frames.valid.shape[1]} loss pixels per frame (padded)", flush=True)
     step = make_texture_step(ngd.renderer, texture, ngd.n_frames, tuple(sequence.resolution))
     state = {"params": init_texture_params(jax.random.PRNGKey(0), texture)}
     state["opt"] = make_texture_optimizer(texture, ngd.n_frames).init(state["params"])

@@ -85,7 +85,12 @@ def relative_l2(
 ) -> Float[Array, ""]:
     """Appearance loss mean((I^ S - I S)^2 / (sg(I^ S)^2 + 0.01)) (METHOD 8)."""
     predicted = colour * mask[..., None]
-    return jnp.mean((predicted - target * mask[..., None]) ** 2 / (jax.lax.stop_gradient(predicted) ** 2 + 0.01))
+    return jnp.mean(relative_l2_terms(predicted, target * mask[..., None]))
+
+
+def relative_l2_terms(colour: Float[Array, "*N 3"], target: Float[Array, "*N 3"]) -> Float[Array, "*N 3"]:
+    """The summands of :func:`relative_l2` inside the mask: (I^ - I)^2 / (sg(I^)^2 + 0.01)."""
+    return (colour - target) ** 2 / (jax.lax.stop_gradient(colour) ** 2 + 0.01)
 
 
 def uniform_laplacian_energy(offsets: Float[Array, "V 3"], edges: Array, degree: Float[Array, " V"]) -> Float[Array, ""]:

@@ -163,15 +163,18 @@ def interpolate_uv(renderer: Renderer, rast: Float[Array, "H W 4"], uv: Float[Ar
 class TextureFrames(NamedTuple):
     """Per-frame data of the appearance fit, stacked over T frames on the device.
 
-    pixels: (T, P) int32 flat indices (row * W + column) of the pixels the loss sees (covered by
-    the garment, inside the loss mask), padded with H * W. uv: (T, P, 2) their interpolated UVs.
-    targets: (T, H, W, 3) float32 frames in [0, 1]. mask: (T, H, W) float32 loss masks.
-    code: (T, K) texture pose codes z^(2)_t."""
+    uv: (T, P, 2) interpolated UVs of the pixels the loss sees (covered by the garment, inside the
+    loss mask), padded with zeros; colours: (T, P, 3) their target colours in [0, 1]; valid:
+    (T, P) 1 for a real pixel, 0 for padding; unseen: (T,) the loss's constant part, the sum of
+    (0 - I)^2 / 0.01 over the pixels inside the mask that the garment does not cover; code:
+    (T, K) texture pose codes z^(2)_t. With ``n_values = H W 3`` the loss of
+    :func:`losses.relative_l2` on the full image is ``(sum(valid * terms) + unseen) / n_values``:
+    the same value and gradient without an image-sized scatter."""
 
-    pixels: Int[Array, "T P"]
     uv: Float[Array, "T P 2"]
-    targets: Float[Array, "T H W 3"]
-    mask: Float[Array, "T H W"]
+    colours: Float[Array, "T P 3"]
+    valid: Float[Array, "T P"]
+    unseen: Float[Array, " T"]
     code: Float[Array, "T K"]
 
 
@@ -179,21 +182,23 @@ def prepare_texture_frames(sequence: Sequence, rasts: np.ndarray, atlas: UVAtlas
                            texture: TextureConfig) -> TextureFrames:
     """Stack what the appearance fit reads per frame (:class:`TextureFrames`) from the frames'
     rasterisations (T, H, W, 4)."""
-    height, width = sequence.resolution
     mask = loss_masks(sequence.masks, sequence.occluders, texture.erode_iterations)
     seen = (rasts[..., 3] > 0) & mask
     capacity = max(int(seen.reshape(len(seen), -1).sum(axis=1).max()), 1)
     atlas_uv, uv_faces = jnp.asarray(atlas.uv), jnp.asarray(atlas.uv_faces)
-    pixels = np.full((len(seen), capacity), height * width, np.int32)
     uv = np.zeros((len(seen), capacity, 2), np.float32)
+    colours = np.zeros((len(seen), capacity, 3), np.float32)
+    valid = np.zeros((len(seen), capacity), np.float32)
+    unseen = np.zeros(len(seen), np.float32)
     for t, frame_seen in enumerate(seen):
         flat = np.flatnonzero(frame_seen)
-        pixels[t, :len(flat)] = flat
+        target = sequence.images[t].reshape(-1, 3).astype(np.float32) / 255.0
         uv[t, :len(flat)] = np.asarray(interpolate_uv(renderer, jnp.asarray(rasts[t]), atlas_uv, uv_faces)).reshape(-1, 2)[flat]
-    return TextureFrames(
-        pixels=jnp.asarray(pixels), uv=jnp.asarray(uv),
-        targets=jnp.asarray(sequence.images, jnp.float32) / 255.0, mask=jnp.asarray(mask, jnp.float32),
-        code=jnp.asarray(pose_codes(sequence.pose, texture.pose_code_dim)))
+        colours[t, :len(flat)] = target[flat]
+        valid[t, :len(flat)] = 1.0
+        unseen[t] = np.sum(target[np.flatnonzero(mask[t] & ~frame_seen)] ** 2) / 0.01
+    return TextureFrames(uv=jnp.asarray(uv), colours=jnp.asarray(colours), valid=jnp.asarray(valid),
+                         unseen=jnp.asarray(unseen), code=jnp.asarray(pose_codes(sequence.pose, texture.pose_code_dim)))
 
 
 def texel_colours(params: dict, config: fields.TextureNetConfig, renderer: Renderer, uv: Float[Array, "N 2"],
@@ -241,12 +246,11 @@ def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int,
         noise = code_noise_std(step_count, n_frames, texture.static_decay_steps) * jax.random.normal(
             key, (config.code_dim,))
         code = frames.code[index] + noise
-        pixels = frames.pixels[index]
 
-        def loss_of(p):
+        def loss_of(p):  # losses.relative_l2 of the full image, from the pixels it sees
             colour = texel_colours(p, config, renderer, frames.uv[index], code, dynamic)
-            image = jnp.zeros((height * width, 3), colour.dtype).at[pixels].set(colour, mode="drop")
-            return losses.relative_l2(image.reshape(height, width, 3), frames.targets[index], frames.mask[index])
+            terms = losses.relative_l2_terms(colour, frames.colours[index]) * frames.valid[index][:, None]
+            return (jnp.sum(terms) + frames.unseen[index]) / (height * width * 3)
 
         loss, grads = jax.value_and_grad(loss_of)(params)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import trimesh
 
-from ngdjax import procedural, texture
+from ngdjax import losses, procedural, texture
 from ngdjax.camera import look_at, perspective
 from ngdjax.data.loader import Sequence
 from ngdjax.fit_config import DataConfig, FitConfig, OptimConfig, TextureConfig
@@ -103,7 +103,7 @@ def test_static_texture_is_recovered_on_the_texels_the_views_cover(tmp_path):
 
     # Texels by their total bilinear weight over the pixels the loss sees.
     frames = texture.prepare_texture_frames(sequence, result.rasts, atlas, renderer, config.texture)
-    used = frames.uv.reshape(-1, 2)[np.asarray(frames.pixels).ravel() < RESOLUTION[0] * RESOLUTION[1]]
+    used = frames.uv.reshape(-1, 2)[np.asarray(frames.valid).ravel() > 0]
     weight = jax.grad(lambda tex: jnp.sum(renderer.texture(tex[None], used[None, None])))(jnp.zeros_like(truth))
     covered = np.asarray(weight[..., 0]) >= 1.0
     assert covered.mean() > 0.3
@@ -114,6 +114,37 @@ def test_static_texture_is_recovered_on_the_texels_the_views_cover(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(lines) == 400 and all(line["stage"] == "texture" for line in lines)
     assert lines[-1]["relative_l2"] < lines[0]["relative_l2"] / 100
+
+
+def test_pixel_list_loss_equals_the_full_image_relative_l2():
+    """The step's loss from the seen pixels alone has the value and gradient of losses.relative_l2
+    on the full image (seen pixels scattered in, zero elsewhere, occluded mask pixels included)."""
+    vertices, faces = flat_sheet()
+    atlas = texture.uv_atlas(vertices, faces, resolution=TEXTURE)
+    mv, proj = cameras(2)
+    sequence = toy_sequence(vertices, faces, atlas, [known_texture(TEXTURE)] * 2, mv, proj, np.eye(2))
+    renderer = get_renderer("jax")
+    rasts = texture.rasterize_frames(renderer, np.broadcast_to(vertices, (2, *vertices.shape)), faces, mv, proj,
+                                     RESOLUTION)
+    rasts[1, :20] = 0.0  # rows the garment no longer covers: mask pixels with a constant loss
+    frames = texture.prepare_texture_frames(sequence, rasts, atlas, renderer, TextureConfig(erode_iterations=0))
+    height, width = RESOLUTION
+    seen = ((rasts[1, ..., 3] > 0) & sequence.masks[1]).ravel()
+    assert 0 < seen.sum() < sequence.masks[1].sum()
+    colour = jnp.asarray(np.random.default_rng(0).uniform(0.0, 1.0, (int(frames.valid.shape[1]), 3)), jnp.float32)
+
+    def from_pixels(c):
+        terms = losses.relative_l2_terms(c, frames.colours[1]) * frames.valid[1][:, None]
+        return (jnp.sum(terms) + frames.unseen[1]) / (height * width * 3)
+
+    def full_image(c):
+        image = jnp.zeros((height * width, 3)).at[np.flatnonzero(seen)].set(c[:int(seen.sum())])
+        return losses.relative_l2(image.reshape(height, width, 3), jnp.asarray(sequence.images[1] / 255.0, jnp.float32),
+                                  jnp.asarray(sequence.masks[1], jnp.float32))
+
+    np.testing.assert_allclose(float(from_pixels(colour)), float(full_image(colour)), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(jax.grad(from_pixels)(colour)), np.asarray(jax.grad(full_image)(colour)),
+                               rtol=1e-4, atol=1e-9)
 
 
 def test_dynamic_texture_learns_a_pose_dependent_colour_without_retracing(tmp_path):
