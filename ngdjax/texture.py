@@ -428,7 +428,9 @@ def _drop_texture_lines(path: str) -> None:
 
 def _append_log(path: str, epoch: int, frame_ids: list[int], records: list) -> None:
     """Append one JSON line per step (losses fetched from the device once per epoch)."""
-    values = jax.device_get([loss for _, _, loss in records])
+    from ngdjax.train import fetch_epoch
+
+    values = fetch_epoch([loss for _, _, loss in records])
     with open(path, "a") as file:
         file.writelines(json.dumps({"stage": "texture", "step": step, "epoch": epoch, "frame": frame_ids[index],
                                     "relative_l2": float(value)}) + "\n"

@@ -93,6 +93,18 @@ def step_keys(base_key: Array, first_step: int, count: int) -> np.ndarray:
     return np.asarray(_fold_in_range(base_key, jnp.int32(first_step), count))
 
 
+@jax.jit
+def _stack_steps(values: list):
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
+
+
+def fetch_epoch(values: list):
+    """Host copies of an epoch's per-step device values (a list of equal pytrees), stacked on the
+    device first: one transfer per leaf instead of one per step and leaf (600 small transfers
+    cost 40 ms an epoch on a GPU, 0.4 ms a step)."""
+    return jax.device_get(_stack_steps(values))
+
+
 def epoch_order(seed: int, epoch: int, n_frames: int) -> np.ndarray:
     """The shuffled frame order of ``epoch`` (a permutation of range(n_frames))."""
     return np.random.default_rng([seed, epoch]).permutation(n_frames)
@@ -179,7 +191,7 @@ def fit_geometry(
             if stop_after_steps is not None and step_count >= stop_after_steps:
                 break
         _append_log(log_path, epoch, sequence.frames, records)
-        last = jax.device_get(records[-1][2])
+        last = records[-1][2]
         bar.set_postfix({name: f"{float(value):.4g}" for name, value in last.items()})
         finished_epoch = position + len(records) == n_frames
         if collect and finished_epoch:
@@ -265,9 +277,9 @@ def _truncate_log(path: str, first_step: int) -> None:
 
 def _append_log(path: str, epoch: int, frame_ids: list[int], records: list) -> None:
     """Append one JSON line per step (fetched from the device once per epoch)."""
-    host = jax.device_get([terms for _, _, terms in records])
+    host = fetch_epoch([terms for _, _, terms in records])
     with open(path, "a") as file:
-        for (step, index, _), terms in zip(records, host):
+        for row, (step, index, _) in enumerate(records):
             line = {"step": step, "epoch": epoch, "frame": frame_ids[index]}
-            line.update({name: float(value) for name, value in terms.items()})
+            line.update({name: float(values[row]) for name, values in host.items()})
             file.write(json.dumps(line) + "\n")
