@@ -217,6 +217,9 @@ def _valence_offsets(faces: np.ndarray, n_vertices: int, boundary_valence: int) 
     return valence - np.where(on_boundary, boundary_valence, 6)
 
 
+SLIVER_FRACTION = 1e-2  # a flip may not make a face smaller than this fraction of the two faces' area
+
+
 def flip_edges(
     vertices: Float[np.ndarray, "V 3"], faces: Int[np.ndarray, "F 3"], boundary_valence: int = 4
 ) -> Int[np.ndarray, "F 3"]:
@@ -227,7 +230,9 @@ def flip_edges(
     :func:`valence_energy` (target valence 6 inside, ``boundary_valence`` on the boundary: 4 as in
     Continuous Remeshing's ``with_border=True``; the NGD authors pass ``with_border=False``, i.e.
     6). Candidates are rejected when either new face's normal does not point along the sum of the
-    two old normals, or when ``(c, d)`` is already an edge (the flip would make it non-manifold).
+    two old normals, when either new face has less than ``SLIVER_FRACTION`` of the pair's area
+    (a split edge's midpoint ``a`` lies on the segment ``c d``: the orientation test then reads
+    rounding noise), or when ``(c, d)`` is already an edge (the flip would make it non-manifold).
     The rest are taken greedily, largest energy decrease first (ties in lexicographic edge order),
     such that no two flips touch a common vertex: the energy changes then add up, so the energy
     strictly decreases whenever something flips. Boundary edges never flip. (Continuous
@@ -253,13 +258,16 @@ def flip_edges(
     energy_change = 2 + offsets[c] + offsets[d] - offsets[a] - offsets[b]
     old_normal = face_cross(vertices, faces[face_1]) + face_cross(vertices, faces[face_2])
     new_1, new_2 = np.stack([c, a, d], axis=1), np.stack([d, b, c], axis=1)
-    keeps_orientation = (np.einsum("ij,ij->i", face_cross(vertices, new_1), old_normal) > 0) & (
-        np.einsum("ij,ij->i", face_cross(vertices, new_2), old_normal) > 0
+    cross_1, cross_2 = face_cross(vertices, new_1), face_cross(vertices, new_2)
+    keeps_orientation = (np.einsum("ij,ij->i", cross_1, old_normal) > 0) & (
+        np.einsum("ij,ij->i", cross_2, old_normal) > 0
     )
+    smallest = np.minimum(np.linalg.norm(cross_1, axis=1), np.linalg.norm(cross_2, axis=1))
+    no_sliver = smallest > SLIVER_FRACTION * np.linalg.norm(old_normal, axis=1)
     existing = unique_edges(faces)
     new_edges = np.sort(np.stack([c, d], axis=1), axis=1)
     edge_exists = _rows_in(new_edges, existing, len(vertices))
-    candidates = np.flatnonzero((energy_change < 0) & keeps_orientation & ~edge_exists & (c != d))
+    candidates = np.flatnonzero((energy_change < 0) & keeps_orientation & no_sliver & ~edge_exists & (c != d))
 
     touched = np.zeros(len(vertices), dtype=bool)
     chosen = []

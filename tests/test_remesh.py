@@ -21,6 +21,7 @@ from ngdjax.poisson import build_poisson_solver, jacobians_from_vertices, solve
 from ngdjax.remesh import (
     RemeshSchedule,
     face_gradient_statistic,
+    SLIVER_FRACTION,
     flip_edges,
     idw_transfer,
     merge_close_vertices,
@@ -125,10 +126,10 @@ def naive_flip(vertices, faces, boundary_valence=4, count_folding=False):
             trial[f1], trial[f2] = [c, a, d], [d, b, c]
             change = energy_of(trial) - energy
             old_normal = sum(np.cross(vertices[g[1]] - vertices[g[0]], vertices[g[2]] - vertices[g[0]]) for g in (face, faces[f2]))
-            normals_ok = all(
-                np.dot(np.cross(vertices[g[1]] - vertices[g[0]], vertices[g[2]] - vertices[g[0]]), old_normal) > 0
-                for g in (trial[f1], trial[f2])
-            )
+            new_normals = [np.cross(vertices[g[1]] - vertices[g[0]], vertices[g[2]] - vertices[g[0]])
+                           for g in (trial[f1], trial[f2])]
+            normals_ok = all(np.dot(n, old_normal) > 0 for n in new_normals)
+            normals_ok &= all(np.linalg.norm(n) > SLIVER_FRACTION * np.linalg.norm(old_normal) for n in new_normals)
             n_folding += change < 0 and not normals_ok
             if change < 0 and normals_ok and tuple(sorted((c, d))) not in edge_set:
                 candidates.append((change, (a, b), f1, f2, [c, a, d], [d, b, c], {a, b, c, d}))
@@ -237,6 +238,25 @@ def test_flip_never_folds_a_flat_mesh():
     assert n_folding > 0
     np.testing.assert_array_equal(flipped, reference)
     assert (face_cross(vertices, flipped)[:, 2] > 0).all()
+
+
+def test_flip_never_makes_a_sliver():
+    # a (0) lies on the segment from c (2) to d (3), as the midpoint of a split edge does, a hair
+    # below it, so the orientation test passes on rounding noise; fans of extra vertices raise the
+    # valences of a and b (1), so flipping (a, b) into (c, d) would lower the valence energy.
+    upper = [(np.cos(t), 1 + np.sin(t), 0.0) for t in np.linspace(0.2, np.pi - 0.2, 5)]
+    lower = [(np.cos(t), -0.8 * np.sin(t), 0.0) for t in np.linspace(np.pi - 0.2, 0.2, 5)]
+    vertices = np.array([(0, -1e-15, 0), (0, 1, 0), (-1, 0, 0), (1, 0, 0)] + upper + lower)
+    ring_b, ring_a = [3, 4, 5, 6, 7, 8, 2], [2, 9, 10, 11, 12, 13, 3]
+    faces = np.array([(0, 1, 2), (1, 0, 3)] + [(1, p, q) for p, q in zip(ring_b, ring_b[1:])]
+                     + [(0, p, q) for p, q in zip(ring_a, ring_a[1:])])
+    sliver = faces.copy()
+    sliver[0], sliver[1] = (2, 0, 3), (3, 1, 2)
+    assert valence_energy(sliver, len(vertices)) < valence_energy(faces, len(vertices))
+    flipped = flip_edges(vertices, faces)
+    assert face_areas(vertices, flipped).min() > 1e-3
+    assert (face_cross(vertices, flipped)[:, 2] > 0).all()
+    validate_mesh(vertices, flipped)
 
 
 def test_flip_never_creates_an_existing_edge():
