@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 SUITES = ("poisson", "render", "step")
@@ -37,10 +36,9 @@ def main(argv=None) -> int:
     if args.suite == "step":
         print_table([{"impl": row["impl"], **row["breakdown"]} for row in rows], ["impl", *rows[0]["breakdown"]])
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, args.json)
+        from ngdjax.io import write_text
+
+        write_text(args.json, json.dumps(rows, indent=1))
         print(f"wrote {len(rows)} rows to {args.json}")
     return 0
 
