@@ -339,6 +339,28 @@ def interleaved_render_share(render, ops, torch_device, rounds: int = 10, reps: 
             "per_round_difference_ms": [round(d, 4) for d in differences]}
 
 
+def render_share_kernels(render, ops, torch_device, calls: int = 50, top: int = 12) -> dict:
+    """GPU time per call of ngdjax's render stage (``render``, JAX) and of the plain nvdiffrast ops
+    (``ops``, torch), each summed over its kernels from a profiler trace of ``calls`` waited calls
+    (:func:`benchmarks.profile_step.gpu_time_per_call`): the device side of the render share,
+    free of the host time that dominates (and scatters) the wall-clock comparison. Returns both
+    sums and their difference (ms) and the ``top`` kernels of each side (us per call)."""
+    from benchmarks.profile_step import gpu_time_per_call
+    from benchmarks.torch_reference import sync
+
+    directory = tempfile.mkdtemp(prefix="ngdjax_render_trace_")
+    ours = gpu_time_per_call(lambda: jax.block_until_ready(render()), calls, f"{directory}/ngdjax")
+    plain = gpu_time_per_call(lambda: (ops(), sync(torch_device)), calls, f"{directory}/plain")
+    ours_ms, plain_ms = sum(ours.values()) / 1e3, sum(plain.values()) / 1e3
+
+    def largest(kernels):
+        return {name[:80]: round(us, 1) for name, us in sorted(kernels.items(), key=lambda kv: -kv[1])[:top]}
+
+    return {"calls": calls, "ngdjax_gpu_ms": round(ours_ms, 4), "plain_gpu_ms": round(plain_ms, 4),
+            "difference_ms": round(ours_ms - plain_ms, 4), "ngdjax_kernels_us": largest(ours),
+            "plain_kernels_us": largest(plain)}
+
+
 def precision_parity_terms(ngd: NgdjaxStep, i: int, weights, precision: str) -> dict:
     """ngdjax's loss terms for step ``i``'s frame and key under a matmul precision ("default" is
     TF32 on Hopper; "highest" is full float32), without taking a step."""
@@ -481,11 +503,14 @@ def run(n_frames: int = 8, steps: int = 200, warmup: int = 20, synth_overrides: 
         ops = plain_nvdiffrast_ops(ngd, reference)
         row_ngd["render_floor_ms"] = round(time_torch(ops, tdev, min_reps=50, min_seconds=0.5)[0], 4)
         share = interleaved_render_share(render_stage, ops, tdev, share_rounds, share_reps)
+        kernels = render_share_kernels(render_stage, ops, tdev)
     except Exception as error:  # noqa: BLE001 - needs nvdiffrast (CUDA)
         row_ngd["render_floor_ms"] = None
-        share = {"error": f"{type(error).__name__}: {error}"}
+        share = kernels = {"error": f"{type(error).__name__}: {error}"}
         print(f"  plain nvdiffrast floor not measured: {type(error).__name__}: {error}", flush=True)
     row_ngd["render_share_interleaved"] = share
+    row_ngd["render_share_kernels"] = kernels
+    print(f"  render share, GPU time per call: {kernels}", flush=True)
     row_ngd["speedup_vs_reference"] = round(ref_ms / ms, 2)
     row_ngd["speedup_pipelined"] = round(ref_pipelined / pipelined, 2)
     row_ref = dict(suite="step", impl="torch-reference", **device, ms=round(ref_ms, 4),
