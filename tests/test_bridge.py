@@ -2,7 +2,8 @@
 
 CPU: the eager DLPack custom_vjp bridge is exercised with a torch stand-in for interpolate,
 checked against a pure-JAX interpolate (outputs and gradients to 1e-6), and with a stand-in op
-with an explicit backward and a residual (``TorchOp``). GPU (marked ``gpu``, skipped without
+with an explicit backward and a residual (``TorchOp``); the warp-safe copy of nvdiffrast's sources
+is made from a stand-in package tree. GPU (marked ``gpu``, skipped without
 one): real nvdiffrast rasterize + interpolate + antialias + texture through both bridges, eager
 vs in-jit vs plain nvdiffrast, each forward run once per step, antialias's work buffer reusable.
 """
@@ -10,6 +11,7 @@ vs in-jit vs plain nvdiffrast, each forward run once per step, antialias's work 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 
@@ -294,6 +296,46 @@ def test_loader_fix_registers_python_modules_once(monkeypatch):
     assert "ngdjax_fake_library" not in sys.modules
     assert calls == ["ngdjax_fake_plugin", "ngdjax_fake_library"]
     monkeypatch.delitem(sys.modules, "ngdjax_fake_plugin")
+
+
+@pytest.fixture
+def stand_in_nvdiffrast(tmp_path, monkeypatch):
+    """``make(header_text)``: a directory tree shaped like the installed nvdiffrast package (its
+    header and one source) that ``import nvdiffrast`` finds first, with the cache under tmp_path;
+    the real module (if any) is back in ``sys.modules`` afterwards and the stand-in is gone."""
+    saved = sys.modules.pop("nvdiffrast", None)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def make(header_text: str):
+        package = tmp_path / "site" / "nvdiffrast"
+        (package / "common").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "common" / "common.h").write_text(header_text)
+        (package / "common" / "rasterize.cu").write_text("// kernel\n")
+        return package
+
+    yield make
+    sys.modules.pop("nvdiffrast", None)
+    if saved is not None:
+        sys.modules["nvdiffrast"] = saved
+
+
+def test_warp_safe_sources_patch_a_cached_copy_and_map_the_paths(tmp_path, stand_in_nvdiffrast):
+    package = stand_in_nvdiffrast(f"a\n{nvdiffrast_ops._COALESCING_GUARD}\nb\n")
+    [source] = nvdiffrast_ops.warp_safe_sources([str(package / "common" / "rasterize.cu")])
+    assert source.startswith(str(tmp_path / "cache" / "ngdjax" / "nvdiffrast-warpsafe-"))
+    assert open(source).read() == "// kernel\n"
+    patched = open(os.path.join(os.path.dirname(source), "common.h")).read()
+    assert nvdiffrast_ops._COALESCING_GUARD not in patched and "#if 0 // ngdjax" in patched
+    assert (package / "common" / "common.h").read_text().count(nvdiffrast_ops._COALESCING_GUARD) == 1
+    assert not [name for name in os.listdir(os.path.dirname(source)) if name.endswith(".tmp")]
+
+
+def test_warp_safe_sources_refuse_an_unknown_nvdiffrast(stand_in_nvdiffrast):
+    package = stand_in_nvdiffrast("no such block\n")
+    with pytest.raises(RuntimeError, match="not supported"):
+        nvdiffrast_ops.warp_safe_sources([str(package / "common" / "rasterize.cu")])
 
 
 def test_unknown_bridge_is_rejected():

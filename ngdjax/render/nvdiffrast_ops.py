@@ -51,6 +51,8 @@ from typing import Any
 import torch
 import torch.utils.cpp_extension
 
+from ngdjax.io import write_text
+
 INSTALL_HINT = (
     "install the GPU extra: pip install 'ngdjax[gpu]' (it brings the package diffrp-nvdiffrast, "
     "nvdiffrast 0.3.3; its CUDA sources are compiled at first use, which needs nvcc and ninja)"
@@ -126,9 +128,7 @@ def warp_safe_sources(sources: list[str]) -> list[str]:
         if _COALESCING_GUARD not in text:
             raise RuntimeError(f"{header}: the coalesced-atomics block of nvdiffrast 0.3.3 was not found; "
                                "this nvdiffrast version is not supported by ngdjax's warp-safe build")
-        with open(header + ".tmp", "w") as file:
-            file.write(text.replace(_COALESCING_GUARD, "#if 0 // ngdjax: coalesced atomics race on sm_70+"))
-        os.replace(header + ".tmp", header)
+        write_text(header, text.replace(_COALESCING_GUARD, "#if 0 // ngdjax: coalesced atomics race on sm_70+"))
     return [os.path.join(cache, os.path.relpath(os.path.realpath(path), package)) for path in sources]
 
 
