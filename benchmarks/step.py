@@ -25,7 +25,9 @@ Rows (../shared/CONTRACTS.md, suite ``step``):
   render share; ``render_reference_ms``: the reference's whole render stage (nvdiffrast + its
   shading in torch). ``render_share_interleaved``: the ``render`` stage against those plain ops
   timed in alternating rounds (:func:`interleaved_render_share`): medians over rounds of each and
-  of their per-round difference, the figure for the render-share target. ``speedup_vs_reference``:
+  of their per-round difference (wall clock, so mostly host dispatch). ``render_share_kernels``:
+  the same two sides on the GPU's clock (:func:`render_share_kernels`), the figure for the
+  render-share target. ``speedup_vs_reference``:
   the reference's ``ms`` / ngdjax's ``ms``; ``speedup_pipelined``: the reference's ``pipelined_ms``
   / ngdjax's ``pipelined_ms``. ``tris_closed_over``: the same step with the triangles closed over, so that
   nvdiffrast's topology hash is built once (see ``closed_over_tris_step``).
@@ -348,9 +350,9 @@ def render_share_kernels(render, ops, torch_device, calls: int = 50, top: int = 
     from benchmarks.profile_step import gpu_time_per_call
     from benchmarks.torch_reference import sync
 
-    directory = tempfile.mkdtemp(prefix="ngdjax_render_trace_")
-    ours = gpu_time_per_call(lambda: jax.block_until_ready(render()), calls, f"{directory}/ngdjax")
-    plain = gpu_time_per_call(lambda: (ops(), sync(torch_device)), calls, f"{directory}/plain")
+    with tempfile.TemporaryDirectory(prefix="ngdjax_render_trace_") as directory:  # traces are tens of MB
+        ours = gpu_time_per_call(lambda: jax.block_until_ready(render()), calls, f"{directory}/ngdjax")
+        plain = gpu_time_per_call(lambda: (ops(), sync(torch_device)), calls, f"{directory}/plain")
     ours_ms, plain_ms = sum(ours.values()) / 1e3, sum(plain.values()) / 1e3
 
     def largest(kernels):
