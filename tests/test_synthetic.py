@@ -5,6 +5,7 @@ import dataclasses
 import igl
 import numpy as np
 import pytest
+import trimesh
 
 from experiments import synth
 from ngdjax.body.model import load_body
@@ -70,10 +71,39 @@ def test_dynamics_are_a_function_of_the_pose_alone(generated):
     features = pose_features(sequence.motion.pose, primitive_poses(frame))
     np.testing.assert_allclose(features, sequence.motion.coefficients, atol=1e-12)
     local = (sequence.true_vertices - frame.origin) @ frame.axes.T
-    offsets = synthetic.dynamic_offsets("skirt", local, sequence.faces, features, TINY.motion, TINY.difficulty)
-    again = synthetic.dynamic_offsets("skirt", local, sequence.faces, features[::-1], TINY.motion, TINY.difficulty)[::-1]
+    offsets = synthetic.dynamic_offsets("skirt", local, sequence.true_faces, features, TINY.motion, TINY.difficulty)
+    again = synthetic.dynamic_offsets("skirt", local, sequence.true_faces, features[::-1], TINY.motion,
+                                      TINY.difficulty)[::-1]
     np.testing.assert_allclose(offsets, again)  # per frame, no dependence on time or order
     assert np.abs(offsets).max() > 0.01
+
+
+def test_truth_on_its_own_mesh_keeps_the_surface_and_is_written_with_its_faces(generated, tmp_path):
+    """``truth_edge_length``: the true garment is meshed apart from the template (other vertices
+    and faces), yet it is the same garment: the static difference is measured as before, the
+    written ground truth carries the truth's own faces and still reproduces the masks."""
+    sequence, _ = generated
+    own = synthetic.generate(dataclasses.replace(TINY, truth_edge_length=0.018))
+    assert len(own.true_faces) > 2 * len(own.faces) and own.gt_vertices.shape[1] == len(own.true_vertices)
+    np.testing.assert_array_equal(own.template_vertices, sequence.template_vertices)
+    np.testing.assert_array_equal(own.template_truth, sequence.template_truth)
+    # The same surface: the finer truth's vertices lie on the template-meshed truth, up to the
+    # coarser mesh's chords (a small fraction of its edge length).
+    coarse = trimesh.Trimesh(sequence.true_vertices, sequence.true_faces, process=False)
+    distance = np.abs(trimesh.proximity.signed_distance(coarse, own.true_vertices))
+    assert distance.max() < 0.3 * TINY.target_edge_length and np.median(distance) < 0.002
+    directory = str(tmp_path / "own")
+    synthetic.write(own, directory)
+    loaded = load_sequence(directory)
+    renderer = get_renderer("jax")
+    for t in range(loaded.n_frames):
+        vertices, faces = read_mesh(loaded.gt_mesh_paths[t])
+        np.testing.assert_array_equal(faces, own.true_faces)
+        assert synthetic.mask_round_trip_iou(renderer, vertices, faces, loaded.mv[t], loaded.proj[t],
+                                             loaded.masks[t], loaded.occluders[t]) >= 0.98
+    assert synthetic.measure_difficulty(own)["static_rms_m"] >= 0.03
+    with pytest.raises(InputError, match="'truth_edge_length' must be positive"):
+        synthetic.check_config(dataclasses.replace(TINY, truth_edge_length=0.0))
 
 
 def test_same_seed_same_sequence_and_another_seed_another(generated):
