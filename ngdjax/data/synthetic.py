@@ -97,8 +97,8 @@ class SynthConfig:
     resolution: tuple[int, int] = (256, 256)  # (H, W)
     target_edge_length: float = 0.015  # template edge length in metres (0.015: about 2.5k vertices)
     # The true garment's own mesh: the same procedure at this edge length (None: the template's
-    # mesh, so that the truth shares the template's vertices and faces, which flatters a fit that
-    # keeps the template's faces: README, "Results on the demo").
+    # mesh and resolution; normal consistency against a truth that coarse favours a fit at the
+    # template's resolution over a refined one: README, "Results on the demo").
     truth_edge_length: float | None = None
     offset_m: float = 0.015  # template clearance from the skin
     render_backend: str = "jax"  # ngdjax.render.backend name ("auto" picks nvdiffrast on a GPU)
