@@ -5,7 +5,8 @@ What is generated (``generate``), all deterministic from ``SynthConfig.seed``:
 
 1. The **template** the fit starts from: :func:`ngdjax.garment.make_template` around Anny.
 2. The **true garment**: the template moved (:func:`true_canonical`: wider, longer), so the
-   static difference is several centimetres; same topology.
+   static difference is several centimetres; same topology, or with ``truth_edge_length`` the
+   same garment meshed on its own at that edge length (other vertices and faces) and moved alike.
 3. Per frame, the true garment's **dynamic deformation** in its canonical (rest) space
    (:func:`dynamic_offsets`): a smooth function of the frame's pose features
    (:func:`ngdjax.data.motion.pose_features`), with folds whose phase and depth change with the
