@@ -28,19 +28,25 @@ def generated(tmp_path_factory):
     return sequence, directory
 
 
+def assert_gt_meshes_reproduce_the_masks(loaded, expected_faces: np.ndarray) -> None:
+    """Every written ground-truth mesh of a loaded sequence has ``expected_faces`` and, rendered
+    with the sequence's camera, gives its garment mask back (IoU >= 0.98)."""
+    renderer = get_renderer("jax")
+    for t in range(loaded.n_frames):
+        vertices, faces = read_mesh(loaded.gt_mesh_paths[t])
+        np.testing.assert_array_equal(faces, expected_faces)
+        iou = synthetic.mask_round_trip_iou(renderer, vertices, faces, loaded.mv[t], loaded.proj[t],
+                                            loaded.masks[t], loaded.occluders[t])
+        assert iou >= 0.98, f"frame {t}: IoU {iou:.4f}"
+
+
 def test_written_sequence_validates_and_its_gt_meshes_reproduce_the_masks(generated):
     _, directory = generated
     assert validate_sequence(directory) == []
     loaded = load_sequence(directory)
     assert loaded.n_frames == TINY.n_frames and loaded.resolution == TINY.resolution
     assert 600 < len(loaded.template_vertices) < 1000
-    renderer = get_renderer("jax")
-    for t in range(loaded.n_frames):
-        vertices, faces = read_mesh(loaded.gt_mesh_paths[t])
-        np.testing.assert_array_equal(faces, loaded.template_faces)
-        iou = synthetic.mask_round_trip_iou(renderer, vertices, faces, loaded.mv[t], loaded.proj[t],
-                                            loaded.masks[t], loaded.occluders[t])
-        assert iou >= 0.98, f"frame {t}: IoU {iou:.4f}"
+    assert_gt_meshes_reproduce_the_masks(loaded, loaded.template_faces)
     # The written targets agree with each other: diffuse and depth only on the mask, occluders off it.
     assert np.all(loaded.diffuse[~loaded.masks] == 0) and np.all(loaded.depth[~loaded.masks] == 0)
     assert np.all(loaded.depth[loaded.masks] > 1.0) and not np.any(loaded.occluders & loaded.masks)
@@ -94,13 +100,7 @@ def test_truth_on_its_own_mesh_keeps_the_surface_and_is_written_with_its_faces(g
     assert distance.max() < 0.3 * TINY.target_edge_length and np.median(distance) < 0.002
     directory = str(tmp_path / "own")
     synthetic.write(own, directory)
-    loaded = load_sequence(directory)
-    renderer = get_renderer("jax")
-    for t in range(loaded.n_frames):
-        vertices, faces = read_mesh(loaded.gt_mesh_paths[t])
-        np.testing.assert_array_equal(faces, own.true_faces)
-        assert synthetic.mask_round_trip_iou(renderer, vertices, faces, loaded.mv[t], loaded.proj[t],
-                                             loaded.masks[t], loaded.occluders[t]) >= 0.98
+    assert_gt_meshes_reproduce_the_masks(load_sequence(directory), own.true_faces)
     assert synthetic.measure_difficulty(own)["static_rms_m"] >= 0.03
     with pytest.raises(InputError, match="'truth_edge_length' must be positive"):
         synthetic.check_config(dataclasses.replace(TINY, truth_edge_length=0.0))
