@@ -51,7 +51,7 @@ from ngdjax.render.topology import antialias_topology
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["solver", "template", "template_mean", "skin_weights", "tris", "topology", "body", "edges", "degree",
-                 "adjacent_faces"],
+                 "adjacent_faces", "smoothness_pairs"],
     meta_fields=["resolution", "deformation", "network", "has_diffuse", "has_depth"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +62,9 @@ class FitProblem:
         solver: the template's Poisson solver. template: (V, 3) float32 rest-pose template.
         template_mean: (1, 3) its vertex mean. skin_weights: (V, K). tris, topology: (F, 3) int32.
         body: the body model. edges: (E, 2) int32 undirected edges, degree: (V,) (Laplacian).
-        adjacent_faces: (A, 2) int32 pairs of faces sharing an edge.
+        adjacent_faces: (A, 2) int32 pairs of faces sharing an edge. smoothness_pairs: () float32,
+        the pair count the smoothness prior divides by: the fit's input template's, kept across
+        remeshing (:func:`ngdjax.losses.jacobian_smoothness`).
         resolution: (H, W). deformation: "jacobian_fields" or "vertex_offsets".
         network: the network's config (static). has_diffuse, has_depth: which targets exist.
     """
@@ -77,6 +79,7 @@ class FitProblem:
     edges: Int[Array, "E 2"]
     degree: Float[Array, " V"]
     adjacent_faces: Int[Array, "A 2"]
+    smoothness_pairs: Float[Array, ""]
     resolution: tuple[int, int]
     deformation: str
     network: fields.DynamicJacobianConfig
@@ -117,9 +120,13 @@ def network_config(field: FieldConfig) -> fields.DynamicJacobianConfig:
 def build_problem(
     template_vertices: np.ndarray, template_faces: np.ndarray, body: Body, body_shape: np.ndarray,
     resolution: tuple[int, int], field: FieldConfig, has_diffuse: bool, has_depth: bool,
-    poisson_method: str = "auto",
+    poisson_method: str = "auto", input_faces: np.ndarray | None = None,
 ) -> FitProblem:
-    """Host-side construction for a template (re-run after remeshing)."""
+    """Host-side construction for a template (re-run after remeshing). ``input_faces``: the faces
+    of the template the fit started from, whose adjacent-pair count the smoothness prior keeps
+    dividing by (default: this template is the input)."""
+    adjacent = trimesh.graph.face_adjacency(np.asarray(template_faces))
+    input_pairs = len(adjacent) if input_faces is None else len(trimesh.graph.face_adjacency(np.asarray(input_faces)))
     weights = rbf_skinning_weights(template_vertices, rest_vertices_host(body, body_shape), skinning_weights_host(body))
     edge_list = mesh_edges(template_faces)
     degree = np.bincount(edge_list.ravel(), minlength=len(template_vertices))
@@ -130,7 +137,8 @@ def build_problem(
         skin_weights=jnp.asarray(weights, jnp.float32), tris=jnp.asarray(template_faces, jnp.int32),
         topology=jnp.asarray(antialias_topology(template_faces), jnp.int32), body=body,
         edges=jnp.asarray(edge_list, jnp.int32), degree=jnp.asarray(degree, jnp.float32),
-        adjacent_faces=jnp.asarray(trimesh.graph.face_adjacency(np.asarray(template_faces)), jnp.int32),
+        adjacent_faces=jnp.asarray(adjacent, jnp.int32),
+        smoothness_pairs=jnp.float32(input_pairs),
         resolution=tuple(resolution), deformation=field.deformation, network=network_config(field),
         has_diffuse=has_diffuse, has_depth=has_depth,
     )
@@ -253,7 +261,7 @@ def frame_losses(
         terms["jacobian"] = losses.jacobian_regulariser(field, visible if network_on else None)
         total = total + weights.jacobian * terms["jacobian"]
         if weights.jacobian_smoothness:
-            terms["smoothness"] = losses.jacobian_smoothness(field, problem.adjacent_faces)
+            terms["smoothness"] = losses.jacobian_smoothness(field, problem.adjacent_faces, problem.smoothness_pairs)
             total = total + weights.jacobian_smoothness * terms["smoothness"]
     else:
         terms["laplacian"] = losses.uniform_laplacian_energy(field, problem.edges, problem.degree)

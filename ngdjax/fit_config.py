@@ -46,8 +46,9 @@ class FieldConfig:
 class LossConfig:
     """Weights (METHOD 6): rendering x [(1 - ssim) Huber + ssim (1 - SSIM) + silhouette MSE]
     + jacobian x regulariser + depth x ranking; laplacian only for ``vertex_offsets``.
-    ``jacobian_smoothness`` (our addition, 0 = the method): mean squared difference of the full
-    Jacobians of adjacent faces, which carries what the camera sees to faces it never sees."""
+    ``jacobian_smoothness`` (our addition, 0 = the method): squared difference of the full
+    Jacobians of adjacent faces, summed and divided by the input template's pair count (so
+    remeshing does not weaken it), which carries what the camera sees to faces it never sees."""
 
     rendering: float = 5.0
     huber_weight: float = 0.65

@@ -101,7 +101,17 @@ def uniform_laplacian_energy(offsets: Float[Array, "V 3"], edges: Array, degree:
     return jnp.mean(jnp.sum(laplacian**2, axis=-1))
 
 
-def jacobian_smoothness(jacobians: Float[Array, "F 3 3"], adjacent: Array) -> Float[Array, ""]:
-    """mean over adjacent face pairs (E, 2) of |J_a - J_b|_F^2."""
+def jacobian_smoothness(
+    jacobians: Float[Array, "F 3 3"], adjacent: Array, reference_pairs: Float[Array, ""]
+) -> Float[Array, ""]:
+    """Sum over adjacent face pairs (A, 2) of |J_a - J_b|_F^2, divided by ``reference_pairs``.
+
+    With ``reference_pairs = A`` this is the mean over pairs. A fit that refines its template
+    keeps the pair count of the template it started from: splitting a face halves the Jacobian
+    jumps of a smooth field across the new, shorter edges and quadruples their number, so the sum
+    (a discrete Dirichlet energy of the field) does not depend on the resolution, while the mean
+    would weaken the prior everywhere by the factor the pair count grew. (On a curved template the
+    jumps across its own creases, which midpoint splits keep, count once per piece of a split
+    crease edge.)"""
     difference = jacobians[adjacent[:, 0]] - jacobians[adjacent[:, 1]]
-    return jnp.mean(jnp.sum(difference**2, axis=(1, 2)))
+    return jnp.sum(difference**2) / reference_pairs

@@ -150,7 +150,7 @@ def fit_geometry(
 
     def build(vertices, faces):
         return build_problem(vertices, faces, body, sequence.shape[0], sequence.resolution, config.field,
-                             has_diffuse, has_depth)
+                             has_diffuse, has_depth, input_faces=sequence.template_faces)
 
     problem = build(template_vertices, template_faces)
     if arrays is not None and "canonical_offset" in arrays:

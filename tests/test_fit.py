@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import trimesh
 
 from experiments import fit as fit_cli
 from ngdjax import fit as fit_module
@@ -131,6 +132,9 @@ def test_remeshing_during_the_fit(tmp_path, sequence_dir):
     result = fit_geometry(config, sequence, load_body("anny"), get_renderer("jax"), str(tmp_path / "m"),
                           resume=False, progress=False)
     assert len(result.template_faces) > len(sequence.template_faces)
+    # The smoothness prior still divides by the input template's pair count (its strength per area kept).
+    input_pairs = len(trimesh.graph.face_adjacency(sequence.template_faces))
+    assert len(result.problem.adjacent_faces) > input_pairs == float(result.problem.smoothness_pairs)
     assert result.params["static"].shape == (len(result.template_faces), 3, 3)
     assert len(non_manifold_edges(result.template_faces)) == 0
     assert len(boundary_loops(result.template_faces)) == len(boundary_loops(sequence.template_faces))
