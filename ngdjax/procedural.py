@@ -1,5 +1,5 @@
-"""Procedural surfaces for tests, benchmarks and examples: a sphere, an open cylinder and a
-garment-like open surface with four boundary loops, each sized by an approximate vertex count.
+"""Procedural surfaces for tests, benchmarks and examples: a sphere, a flat grid, an open cylinder
+and a garment-like open surface with four boundary loops, each sized by an approximate vertex count.
 
 All are clean, consistently oriented triangle meshes in metres (a torso-sized scale).
 """
@@ -14,6 +14,25 @@ def sphere(subdivisions: int = 3, radius: float = 0.3) -> tuple[np.ndarray, np.n
     """Closed icosphere: vertices (V, 3) float64, faces (F, 3) int64 (V = 10 * 4^s + 2)."""
     mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
     return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+
+
+def flat_grid(
+    n: int = 3, jitter: float = 0.0, seed: int = 0, alternate_diagonals: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat n x n vertex grid on [0, 1]^2 (z = 0), normals +z, each square cut along alternating
+    diagonals (or all along the same one); interior vertices moved in the plane by up to
+    ``jitter`` (seeded). Vertices (n^2, 3) float64, faces (2 (n-1)^2, 3) int64."""
+    x, y = np.meshgrid(np.linspace(0, 1, n), np.linspace(0, 1, n), indexing="xy")
+    vertices = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], axis=1)
+    interior = (vertices[:, :2] > 0) & (vertices[:, :2] < 1)
+    vertices[:, :2] += jitter * interior * np.random.default_rng(seed).uniform(-1, 1, (n * n, 2))
+    faces = []
+    for i in range(n - 1):
+        for j in range(n - 1):
+            a, b, c, d = i * n + j, i * n + j + 1, (i + 1) * n + j, (i + 1) * n + j + 1
+            along_ad = (i + j) % 2 == 0 or not alternate_diagonals
+            faces += [[a, b, d], [a, d, c]] if along_ad else [[a, b, c], [b, d, c]]
+    return vertices, np.asarray(faces)
 
 
 def _grid_cylinder(n_around: int, n_along: int, radius, height: float):

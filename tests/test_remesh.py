@@ -33,23 +33,9 @@ from ngdjax.remesh import (
 )
 
 
-def grid(n: int = 3, jitter: float = 0.0, seed: int = 0):
-    """Flat n x n vertex grid on [0, 1]^2 (z = 0), alternating diagonals, normals +z."""
-    x, y = np.meshgrid(np.linspace(0, 1, n), np.linspace(0, 1, n), indexing="xy")
-    vertices = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], axis=1)
-    interior = (vertices[:, :2] > 0) & (vertices[:, :2] < 1)
-    vertices[:, :2] += jitter * interior * np.random.default_rng(seed).uniform(-1, 1, (n * n, 2))
-    faces = []
-    for i in range(n - 1):
-        for j in range(n - 1):
-            a, b, c, d = i * n + j, i * n + j + 1, (i + 1) * n + j, (i + 1) * n + j + 1
-            faces += [[a, b, d], [a, d, c]] if (i + j) % 2 == 0 else [[a, b, c], [b, d, c]]
-    return vertices, np.asarray(faces)
-
-
 MESHES = {
-    "grid_3x3": lambda: grid(3),
-    "grid_6x6_jittered": lambda: grid(6, jitter=0.05),
+    "grid_3x3": lambda: procedural.flat_grid(3),
+    "grid_6x6_jittered": lambda: procedural.flat_grid(6, jitter=0.05),
     "cylinder": lambda: procedural.open_cylinder(150),
     "garment": lambda: procedural.garment(150),
 }
@@ -187,7 +173,7 @@ def test_split_matches_naive_reference(name, fraction):
 
 
 def test_split_on_flat_grid_preserves_area_and_normals_exactly():
-    vertices, faces = grid(3)
+    vertices, faces = procedural.flat_grid(3)
     new_vertices, new_faces, parents = split_edges(vertices, faces, np.ones(9, bool), 0.0)
     assert len(parents) == len(edges(faces)) == 16
     assert len(new_faces) == 4 * len(faces)  # every face has 3 split edges
@@ -198,7 +184,7 @@ def test_split_on_flat_grid_preserves_area_and_normals_exactly():
 
 
 def test_split_respects_mask_and_min_length():
-    vertices, faces = grid(3)
+    vertices, faces = procedural.flat_grid(3)
     _, _, parents = split_edges(vertices, faces, np.ones(9, bool), min_length=0.6)  # only diagonals (0.707)
     np.testing.assert_allclose(edge_lengths(vertices, parents), np.sqrt(0.5))
     assert len(parents) == 4
@@ -231,7 +217,7 @@ def test_flip_matches_naive_reference(name, boundary_valence):
 
 def test_flip_never_folds_a_flat_mesh():
     # A strongly jittered grid has non-convex quads, where a valence-improving flip would fold.
-    vertices, faces = grid(8, jitter=0.06, seed=3)
+    vertices, faces = procedural.flat_grid(8, jitter=0.06, seed=3)
     vertices, faces, _ = split_edges(vertices, faces, random_mask(len(vertices), 0.7, seed=4), 0.0)
     flipped = flip_edges(vertices, faces)
     reference, n_folding = naive_flip(vertices, faces, 4, count_folding=True)
@@ -276,7 +262,7 @@ def test_flip_never_creates_an_existing_edge():
 
 
 def test_merge_close_vertices_keeps_order_and_drops_degenerate_faces():
-    vertices, faces = grid(3)
+    vertices, faces = procedural.flat_grid(3)
     # Duplicate vertex 4 as vertex 9 (within tolerance) and route two faces through the duplicate;
     # add an unreferenced vertex 10 and a face that collapses to an edge after merging.
     vertices = np.concatenate([vertices, vertices[4:5] + 1e-8, [[5.0, 5, 5]]])
@@ -286,7 +272,7 @@ def test_merge_close_vertices_keeps_order_and_drops_degenerate_faces():
     merged_vertices, merged_faces, old_to_new = merge_close_vertices(vertices, faces)
     np.testing.assert_array_equal(merged_vertices, vertices[:9])
     np.testing.assert_array_equal(old_to_new, [0, 1, 2, 3, 4, 5, 6, 7, 8, 4, -1])
-    np.testing.assert_array_equal(merged_faces, grid(3)[1])
+    np.testing.assert_array_equal(merged_faces, procedural.flat_grid(3)[1])
     # A mesh without duplicates comes back unchanged, in order (no lexicographic reordering).
     v, f = procedural.garment(300)
     permutation = np.random.default_rng(0).permutation(len(v))
