@@ -1,6 +1,9 @@
 """A custom fitting step from the library's pieces (the README's example; tests/test_custom_step.py
-runs it): ``python -m experiments.custom_step SEQUENCE_DIR [STEPS]``."""
+runs it): ``python -m experiments.custom_step SEQUENCE_DIR [STEPS]`` fits the sequence's
+silhouettes for STEPS steps (default 60) and prints the last loss. Exit 0 ok; 2 for bad input,
+one line per problem on stderr naming its file."""
 
+import argparse
 import sys
 
 import jax
@@ -16,6 +19,7 @@ from ngdjax.body.model import (
 )
 from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
 from ngdjax.data.loader import load_sequence
+from ngdjax.errors import InputError
 from ngdjax.mesh import face_centroids, face_normals
 from ngdjax.poisson import build_poisson_solver, jacobians_from_vertices, solve
 from ngdjax.pose_code import pose_codes
@@ -62,5 +66,26 @@ def fit(sequence_dir: str, steps: int = 60) -> list[float]:
     return history
 
 
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.custom_step", description=__doc__)
+    parser.add_argument("sequence_dir", help="the sequence directory (docs/sequence_format.md)")
+    parser.add_argument("steps", nargs="?", type=_positive_int, default=60, help="fitting steps (default 60)")
+    args = parser.parse_args(argv)
+    try:
+        history = fit(args.sequence_dir, args.steps)
+    except InputError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    print(history[-1])
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
 if __name__ == "__main__":
-    print(fit(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 60)[-1])
+    sys.exit(main())

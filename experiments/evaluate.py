@@ -60,6 +60,7 @@ def load_inputs(run_dir: str, sequence_dir: str):
     """
     from ngdjax.data.loader import load_sequence
     from ngdjax.errors import InputError
+    from ngdjax.io import read_checked_mesh
 
     problems, sequence, meshes = [], None, {}
     try:
@@ -75,35 +76,12 @@ def load_inputs(run_dir: str, sequence_dir: str):
         for frame in sequence.frames:
             path = os.path.join(mesh_dir, f"frame_{frame:04d}.obj")
             try:
-                meshes[frame] = read_prediction(path)
+                meshes[frame] = read_checked_mesh(path)
             except InputError as error:
                 problems += error.problems
     if problems:
         raise InputError(*problems)
     return sequence, meshes
-
-
-def read_prediction(path: str):
-    """A predicted mesh as (vertices (V, 3) float64, faces (F, 3) int64), checked for what the
-    metrics need: the file reads as a triangle mesh with faces, finite vertices, valid indices."""
-    import numpy as np
-
-    from ngdjax.errors import InputError
-    from ngdjax.io import read_mesh
-
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: missing")
-    try:
-        vertices, faces = read_mesh(path)
-    except Exception as error:
-        raise InputError(f"{path}: could not be read as a mesh ({error})") from error
-    if len(faces) == 0:
-        raise InputError(f"{path}: holds no triangles")
-    if not np.all(np.isfinite(vertices)):
-        raise InputError(f"{path}: has NaN/inf vertices")
-    if faces.min() < 0 or faces.max() >= len(vertices):
-        raise InputError(f"{path}: faces index missing vertices")
-    return vertices, faces
 
 
 def _write_json(path: str, metrics: dict) -> None:

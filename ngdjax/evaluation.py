@@ -1,6 +1,7 @@
 """Per-frame evaluation of fitted meshes against a sequence (metrics of ngdjax/metrics.py).
 
-Geometry metrics against the sequence's ground-truth meshes (when it has them) and the mask IoU
+Geometry metrics against the sequence's ground-truth meshes, on the frames that have one (the
+others are named in one log line), and the mask IoU
 of each mesh's silhouette, rendered with the sequence's camera at its resolution (the method's
 silhouette: covered and front-facing, antialiased, thresholded at 0.5), against the garment mask
 with occluder pixels ignored.
@@ -8,6 +9,7 @@ with occluder pixels ignored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import jax
@@ -28,6 +30,8 @@ from ngdjax.metrics import (
 from ngdjax.render.backend import Renderer, get_renderer
 from ngdjax.render.shading import render_geometry
 from ngdjax.render.topology import antialias_topology
+
+log = logging.getLogger("ngdjax")
 
 Mesh = tuple[Float[np.ndarray, "V 3"], Int[np.ndarray, "F 3"]]
 
@@ -51,6 +55,20 @@ def silhouette_renderer(renderer: Renderer, resolution: tuple[int, int]) -> Call
     return _COMPILED[key]
 
 
+def ground_truth_paths(sequence: Sequence, frames: list[int]) -> dict[int, str]:
+    """Frame index -> ground-truth mesh file for those of ``frames`` that have one; when the
+    sequence has ground truth but some of ``frames`` lack it, one log line names them."""
+    if sequence.gt_mesh_paths is None:
+        return {}
+    paths = dict(zip(sequence.frames, sequence.gt_mesh_paths, strict=True))
+    skipped = [frame for frame in frames if paths[frame] is None]
+    if skipped:
+        log.warning("%s: no ground-truth mesh for %d frame(s) %s%s; geometry metrics use the other %d",
+                    sequence.directory, len(skipped), skipped[:10], " ..." if len(skipped) > 10 else "",
+                    len(frames) - len(skipped))
+    return {frame: paths[frame] for frame in frames if paths[frame] is not None}
+
+
 def evaluate_meshes(
     meshes: dict[int, Mesh],
     sequence: Sequence,
@@ -67,8 +85,9 @@ def evaluate_meshes(
         n_samples, seed: surface samples per mesh for the geometry metrics.
 
     Returns:
-        :func:`ngdjax.metrics.summarise` of ``mask_iou`` and, when the sequence has ground-truth
-        meshes, ``chamfer_x1e3``, ``normal_consistency`` and ``fscore_1cm``.
+        :func:`ngdjax.metrics.summarise` of ``mask_iou`` and, when some evaluated frame has a
+        ground-truth mesh, ``chamfer_x1e3``, ``normal_consistency`` and ``fscore_1cm`` over
+        those frames (the frames without one are logged).
 
     Raises:
         InputError: a frame that the sequence does not have.
@@ -78,7 +97,8 @@ def evaluate_meshes(
     if unknown:
         raise InputError(f"{sequence.directory}: has no frames {unknown} (its frames: {sequence.frames})")
     render = silhouette_renderer(renderer or get_renderer("jax"), sequence.resolution)
-    with_geometry = sequence.gt_mesh_paths is not None
+    truth = ground_truth_paths(sequence, sorted(meshes))
+    with_geometry = bool(truth)
     per_frame = {name: {} for name in (GEOMETRY_METRICS if with_geometry else ()) + ("mask_iou",)}
     last_faces, topology = None, None
     for frame in sorted(meshes):
@@ -90,8 +110,8 @@ def evaluate_meshes(
                             jnp.asarray(sequence.mv[i]), jnp.asarray(sequence.proj[i]))
         occluders = None if sequence.occluders is None else sequence.occluders[i]
         per_frame["mask_iou"][frame] = mask_iou(np.asarray(silhouette), sequence.masks[i], occluders)
-        if with_geometry:
-            gt_vertices, gt_faces = read_mesh(sequence.gt_mesh_paths[i])
+        if frame in truth:
+            gt_vertices, gt_faces = read_mesh(truth[frame])
             for name, value in geometry_metrics(vertices, faces, gt_vertices, gt_faces, n_samples, seed).items():
                 per_frame[name][frame] = value
     return summarise(per_frame)

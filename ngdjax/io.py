@@ -1,4 +1,4 @@
-"""Files in and out: images, with atomic writes (a temporary name, then a rename)."""
+"""Files in and out: images and meshes, with atomic writes (a temporary name, then a rename)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,30 @@ def read_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
 
     mesh = trimesh.load(path, force="mesh", process=False)
     return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+
+
+def read_checked_mesh(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_mesh` checked for what metrics need: the file exists and reads as a triangle
+    mesh with faces, finite vertices (V, 3) float64 and faces (F, 3) int64 indexing them.
+
+    Raises:
+        InputError: one line naming ``path`` and the problem.
+    """
+    from ngdjax.errors import InputError
+
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: missing")
+    try:
+        vertices, faces = read_mesh(path)
+    except Exception as error:  # noqa: BLE001 - any failure to parse is a bad file for the user
+        raise InputError(f"{path}: could not be read as a mesh ({error})") from error
+    if len(faces) == 0:
+        raise InputError(f"{path}: holds no triangles")
+    if not np.all(np.isfinite(vertices)):
+        raise InputError(f"{path}: has NaN/inf vertices")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise InputError(f"{path}: faces index missing vertices")
+    return vertices, faces
 
 
 def write_atomic(path: str, write) -> None:

@@ -34,10 +34,15 @@ def _make_sequence(directory) -> str:
     return directory
 
 
-def test_valid_sequence_has_no_problems_and_cli_exits_0(tmp_path, capsys):
+def test_sound_files_have_no_problems_and_cli_checks_the_body_parameters(tmp_path, capsys):
     directory = _make_sequence(tmp_path)
     assert validate_sequence(directory) == []
-    assert validate.main([directory]) == 0
+    # The files are sound but the parameters are not the built-in Anny body's (the camera check
+    # runs only on parameters that fit the body model; tests/test_camera_check.py covers it).
+    assert validate.main([directory]) == 2
+    err = capsys.readouterr().err
+    assert "body.npz: pose has shape (3, 30), expected (T, 192)" in err
+    assert "body.npz: shape must be empty for the built-in Anny body" in err and "2 problem(s)" in err
 
 
 def test_every_problem_is_reported_with_its_file(tmp_path, capsys):

@@ -30,7 +30,8 @@ class Sequence:
         shape: (T, S), pose: (T, P), global_rotation: (T, 3), translation: (T, 3) float32.
         body_model: "anny", "smpl" or "smplx"; body_model_path: its file, or None.
         template_vertices: (V, 3) float64, template_faces: (F, 3) int64 (rest pose).
-        gt_mesh_paths: T ground-truth mesh files, or None.
+        gt_mesh_paths: per frame its ground-truth mesh file or None (the file is optional per
+            frame), or None when the sequence has no ``gt_meshes`` folder.
     """
 
     directory: str
@@ -51,7 +52,7 @@ class Sequence:
     body_model_path: str | None
     template_vertices: np.ndarray
     template_faces: np.ndarray
-    gt_mesh_paths: list[str] | None
+    gt_mesh_paths: list[str | None] | None
 
     @property
     def n_frames(self) -> int:
@@ -82,6 +83,7 @@ def load_sequence(directory: str) -> Sequence:
     masks, occluders, diffuse = images("masks"), images("occluders"), images("diffuse")
     template_vertices, template_faces = load_template(os.path.join(directory, str(metadata["template"])))
     gt_folder = os.path.join(directory, "gt_meshes")
+    gt_paths = [os.path.join(gt_folder, frame_name(i, ".obj")) for i in frames]
     path = metadata.get("body_model_path")
     return Sequence(
         directory=directory, frames=frames, resolution=tuple(int(v) for v in metadata["resolution"]),
@@ -92,7 +94,7 @@ def load_sequence(directory: str) -> Sequence:
         body_model=str(metadata["body_model"]),
         body_model_path=None if path is None else os.path.join(directory, os.path.expanduser(str(path))),
         template_vertices=template_vertices, template_faces=template_faces,
-        gt_mesh_paths=[os.path.join(gt_folder, frame_name(i, ".obj")) for i in frames] if os.path.isdir(gt_folder) else None,
+        gt_mesh_paths=[p if os.path.isfile(p) else None for p in gt_paths] if os.path.isdir(gt_folder) else None,
     )
 
 

@@ -5,7 +5,7 @@ parameters), ``camera.npz`` (world-to-view ``mv`` and view-to-clip ``proj``, per
 frame, in the convention of :mod:`ngdjax.camera`), the garment template, and per-frame files
 named by the frame index zero-padded to 4 digits: ``frames/XXXX.png`` (RGB), ``masks/XXXX.png``
 (garment mask), and optionally ``occluders/XXXX.png``, ``diffuse/XXXX.png``, ``depth/XXXX.npy``
-and ``gt_meshes/XXXX.obj``.
+and ``gt_meshes/XXXX.obj`` (optional per frame: evaluation skips frames without one).
 
 :func:`validate_sequence` reads everything once and returns every problem found, each line
 naming its file; it never stops at the first one.
@@ -22,6 +22,11 @@ from ngdjax.errors import InputError
 from ngdjax.io import read_image
 
 FORMAT = "ngdjax-sequence-1"
+# A camera matrix whose |det| is below this fraction of the product of its column norms (Hadamard's
+# bound, so 1 for orthogonal columns) is singular: a pinhole ``perspective`` scores about 0.7 for
+# any near plane, a rigid ``mv`` 1 / |(t, 1)| (t its translation in metres: 0.01 at 100 m), a rank-3
+# matrix rounded to float32 at most 4e-8 (2000 random ones).
+SINGULAR_CAMERA = 1e-6
 METADATA_KEYS = {"format", "body_model", "body_model_path", "resolution", "frames", "template"}
 REQUIRED_METADATA = ("format", "body_model", "resolution", "frames", "template")
 BODY_MODELS = ("anny", "smpl", "smplx")
@@ -46,7 +51,7 @@ def validate_sequence(directory: str) -> list[str]:
     try:
         with open(metadata_path) as file:
             metadata = yaml.safe_load(file)
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         return [f"{metadata_path}: not valid YAML ({error})"]
     problems = _check_metadata(metadata_path, metadata)
     if problems:
@@ -55,7 +60,7 @@ def validate_sequence(directory: str) -> list[str]:
     height, width = (int(n) for n in metadata["resolution"])
     problems += _check_template(os.path.join(directory, str(metadata["template"])))
     problems += _check_body(os.path.join(directory, "body.npz"), len(frames))
-    problems += _check_camera(os.path.join(directory, "camera.npz"), len(frames))
+    problems += _check_camera(os.path.join(directory, "camera.npz"), frames)
     for folder in REQUIRED_FOLDERS + OPTIONAL_IMAGE_FOLDERS:
         required = folder in REQUIRED_FOLDERS
         if required or os.path.isdir(os.path.join(directory, folder)):
@@ -64,8 +69,7 @@ def validate_sequence(directory: str) -> list[str]:
     if os.path.isdir(os.path.join(directory, "depth")):
         problems += _check_depth(directory, frames, (height, width))
     if os.path.isdir(os.path.join(directory, "gt_meshes")):
-        problems += [f"{os.path.join(directory, 'gt_meshes', frame_name(i, '.obj'))}: missing"
-                     for i in frames if not os.path.isfile(os.path.join(directory, "gt_meshes", frame_name(i, ".obj")))]
+        problems += _check_gt_meshes(directory, frames)
     return problems
 
 
@@ -109,9 +113,23 @@ def _check_template(path: str) -> list[str]:
     return []
 
 
+NPZ_SIGNATURE, NPY_SIGNATURE = b"PK", b"\x93NUMPY"  # a zip archive; numpy's .npy magic string
+
+
+def _signature_problem(path: str, signature: bytes, what: str) -> list[str]:
+    """[] if the file at ``path`` starts with ``signature``, else one line saying it is no ``what``
+    (np.load would try to unpickle it and suggest allow_pickle, the wrong advice)."""
+    with open(path, "rb") as file:
+        head = file.read(len(signature))
+    return [] if head == signature else [f"{path}: could not be read (not {what}: truncated, empty or another format)"]
+
+
 def _load_npz(path: str) -> tuple[dict | None, list[str]]:
     if not os.path.isfile(path):
         return None, [f"{path}: missing"]
+    problems = _signature_problem(path, NPZ_SIGNATURE, "an .npz archive")
+    if problems:
+        return None, problems
     try:
         with np.load(path) as data:
             return {key: data[key] for key in data.files}, []
@@ -132,25 +150,55 @@ def _check_body(path: str, n_frames: int) -> list[str]:
     if "shape" in data and not (data["shape"].ndim == 1 or (data["shape"].ndim == 2 and data["shape"].shape[0] == n_frames)):
         problems.append(f"{path}: 'shape' has shape {data['shape'].shape}, expected (S,) or ({n_frames}, S)")
     for key, value in data.items():
-        if np.issubdtype(value.dtype, np.number) and not np.isfinite(value).all():
+        if not np.issubdtype(value.dtype, np.number):
+            problems.append(f"{path}: '{key}' is not numeric (dtype {value.dtype})")
+        elif not np.isfinite(value).all():
             rows = np.flatnonzero(~np.isfinite(value.reshape(len(value), -1)).all(axis=1)) if value.ndim else []
             problems.append(f"{path}: '{key}' has NaN/inf values, e.g. rows {list(map(int, rows[:5]))}")
     return problems
 
 
-def _check_camera(path: str, n_frames: int) -> list[str]:
+def _check_camera(path: str, frames: list[int]) -> list[str]:
     data, problems = _load_npz(path)
     if data is None:
         return problems
+    n_frames = len(frames)
     problems += [f"{path}: unknown key '{key}' (known: mv, proj)" for key in data if key not in CAMERA_KEYS]
     for key in sorted(CAMERA_KEYS):
         if key not in data:
             problems.append(f"{path}: missing key '{key}'")
+        elif not np.issubdtype(data[key].dtype, np.number):
+            problems.append(f"{path}: '{key}' is not numeric (dtype {data[key].dtype})")
         elif data[key].shape not in ((4, 4), (n_frames, 4, 4)):
             problems.append(f"{path}: '{key}' has shape {data[key].shape}, expected (4, 4) or ({n_frames}, 4, 4)")
-        elif not np.isfinite(data[key]).all():
-            problems.append(f"{path}: '{key}' has NaN/inf values")
+        else:
+            matrices = data[key].reshape(-1, 4, 4).astype(np.float64)
+            finite = np.isfinite(matrices).all(axis=(1, 2))
+            zero = finite & ~matrices.any(axis=(1, 2))
+            singular = finite & ~zero & (relative_determinant(np.where(finite[:, None, None], matrices, 0.0))
+                                         < SINGULAR_CAMERA)
+            for bad, what in ((~finite, "has NaN/inf values"), (zero, "is all zero"),
+                              (singular, f"is singular (|det| < {SINGULAR_CAMERA:g} of its column norms' product)")):
+                if bad.any():
+                    problems.append(f"{path}: '{key}' {what}{_in_frames(bad, frames)}")
     return problems
+
+
+def relative_determinant(matrices: np.ndarray) -> np.ndarray:
+    """|det| / product of column norms (B,) of square matrices (B, N, N): 1 for orthogonal
+    columns, 0 for singular ones (a zero column included); invariant to scaling any column."""
+    norms = np.linalg.norm(matrices, axis=1).prod(axis=1)
+    determinants = np.abs(np.linalg.det(matrices))
+    return np.where(norms > 0, determinants / np.where(norms > 0, norms, 1.0), 0.0)
+
+
+def _in_frames(bad: np.ndarray, frames: list[int]) -> str:
+    """Which frames the per-frame flags ``bad`` (B,) name: "" for one matrix shared by every frame
+    (B = 1), else the count and the first few frame indices."""
+    if len(bad) == 1:
+        return ""
+    indices = [frames[i] for i in np.flatnonzero(bad)]
+    return f" in {len(indices)} frame(s), e.g. frames {indices[:5]}"
 
 
 def _check_images(directory, folder, frames, resolution, colour: bool, must_be_non_empty: bool) -> list[str]:
@@ -181,9 +229,34 @@ def _check_depth(directory, frames, resolution) -> list[str]:
         if not os.path.isfile(path):
             problems.append(f"{path}: missing")
             continue
-        depth = np.load(path)
-        if depth.shape != resolution:
+        signature = _signature_problem(path, NPY_SIGNATURE, "a .npy array")
+        if signature:
+            problems += signature
+            continue
+        try:
+            depth = np.load(path)
+        except Exception as error:  # noqa: BLE001 - truncated, garbage or pickled: a bad file for the user
+            problems.append(f"{path}: could not be read ({error})")
+            continue
+        if not np.issubdtype(depth.dtype, np.number):
+            problems.append(f"{path}: not numeric (dtype {depth.dtype})")
+        elif depth.shape != resolution:
             problems.append(f"{path}: shape {depth.shape}, expected {resolution}")
         elif not np.isfinite(depth).all():
             problems.append(f"{path}: NaN/inf values (use 0 where the depth is unknown)")
+    return problems
+
+
+def _check_gt_meshes(directory, frames) -> list[str]:
+    """Problems of the ground-truth meshes present (a frame without one is allowed: optional per frame)."""
+    from ngdjax.io import read_checked_mesh
+
+    problems = []
+    for index in frames:
+        path = os.path.join(directory, "gt_meshes", frame_name(index, ".obj"))
+        if os.path.isfile(path):
+            try:
+                read_checked_mesh(path)
+            except InputError as error:
+                problems += error.problems
     return problems
