@@ -98,7 +98,7 @@ def texture_runner(ngd, sequence):
     key = jax.random.PRNGKey(1)
 
     def run_step(i):
-        state["params"], state["opt"], loss = step(state["params"], state["opt"], frames,
+        state["params"], state["opt"], loss, _ = step(state["params"], state["opt"], frames,
                                                    jnp.int32(i % ngd.n_frames), jax.random.fold_in(key, i),
                                                    jnp.int32(i), dynamic=True)
         return loss

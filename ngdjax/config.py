@@ -1,10 +1,19 @@
 """Typed configuration: frozen dataclasses filled from YAML plus dotted ``key=value`` overrides.
 
 ``load_config(path, FitConfig, ["optim.lr_static=1e-3"])`` reads the YAML mapping, applies the
-overrides, and builds the dataclass tree, checking every key and type. Unknown keys, wrong types
-and malformed overrides raise :class:`~ngdjax.errors.InputError` naming the dotted key and the
-file, all problems at once. Override values are parsed as YAML scalars (``3``, ``1e-3``,
-``true``, ``[256, 256]``).
+overrides, and builds the dataclass tree, checking every key, type and range. Unknown keys, wrong
+types, malformed overrides and out-of-range values raise :class:`~ngdjax.errors.InputError`, all
+problems at once, one line each naming the dotted key and where its value came from: the YAML
+file, or the override (``override 'optim.epochs=-3'``). Override values are parsed as YAML
+scalars (``3``, ``1e-3``, ``true``, ``[256, 256]``).
+
+Ranges: a config dataclass may define ``problems(self) -> list[tuple[str, str]]``, returning
+(field, what is wrong) pairs; they are checked once the types are right.
+
+Paths: a field declared with :func:`path_field` is a file or directory. A relative path written in
+a config file is taken from that file's directory; one given as an override, from the current
+directory (as any command-line path). Both are stored absolute, so a config means the same from
+any working directory.
 """
 
 from __future__ import annotations
@@ -13,13 +22,19 @@ import dataclasses
 import os
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import yaml
 
 from ngdjax.errors import InputError
 
 T = TypeVar("T")
+
+
+def path_field(default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field holding a path (resolved as the module docstring says); required unless
+    a ``default`` is given."""
+    return dataclasses.field(default=default, metadata={"path": True})
 
 
 def load_config(path: str, cls: type[T], overrides: list[str] | tuple[str, ...] = ()) -> T:
@@ -30,21 +45,41 @@ def load_config(path: str, cls: type[T], overrides: list[str] | tuple[str, ...] 
         with open(path) as file:
             raw = yaml.safe_load(file) or {}
     except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({error})") from error
+        raise InputError(f"{path}: not valid YAML ({yaml_error_summary(error)})") from error
     if not isinstance(raw, dict):
         raise InputError(f"{path}: must be a mapping of keys to values")
     problems: list[str] = []
+    overridden: dict[str, str] = {}
     for override in overrides:
-        problems += _apply_override(raw, override)
+        problems += _apply_override(raw, override, overridden)
     if problems:
         raise InputError(*problems)
-    return from_dict(cls, raw, source=path)
+
+    def origin(key: str) -> tuple[str, str]:
+        """(where the value of ``key`` came from, the directory its relative paths start at)."""
+        for prefix in _prefixes(key.split("[")[0]):
+            if prefix in overridden:
+                return f"override '{overridden[prefix]}'", os.getcwd()
+        return path, os.path.dirname(os.path.abspath(path))
+
+    return from_dict(cls, raw, origin=origin)
 
 
-def from_dict(cls: type[T], raw: dict, source: str = "config", prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a nested mapping; raise InputError listing every bad key."""
+def yaml_error_summary(error: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: what went wrong and where."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(error, 'problem', None) or type(error).__name__}{where}"
+
+
+def from_dict(cls: type[T], raw: dict, source: str = "config", origin: Callable[[str], tuple[str, str]] | None = None,
+              ) -> T:
+    """Build dataclass ``cls`` from a nested mapping; raise InputError listing every bad key.
+    ``origin(key) -> (source name, base directory)``; by default every key comes from ``source``
+    and relative paths from the current directory."""
+    origin = origin or (lambda key: (source, os.getcwd()))
     problems: list[str] = []
-    value = _build(cls, raw, prefix, source, problems)
+    value = _build(cls, raw, "", origin, problems)
     if problems:
         raise InputError(*problems)
     return value
@@ -61,10 +96,27 @@ def to_dict(config) -> dict:
     return plain(dataclasses.asdict(config))
 
 
-def _apply_override(raw: dict, override: str) -> list[str]:
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"optim.epochs": 60, ...}`` from a nested mapping (lists are leaves)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _prefixes(key: str) -> list[str]:
+    """``a.b.c`` -> ``["a.b.c", "a.b", "a"]`` (an override of a section covers its keys)."""
+    parts = key.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+
+
+def _apply_override(raw: dict, override: str, overridden: dict[str, str]) -> list[str]:
     key, sep, text = override.partition("=")
     if not sep or not key:
-        return [f"override '{override}': expected key=value (e.g. optim.steps=100)"]
+        return [f"override '{override}': expected key=value (e.g. optim.epochs=100)"]
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -77,51 +129,63 @@ def _apply_override(raw: dict, override: str) -> list[str]:
             return [f"override '{override}': '{part}' is not a section"]
         node = child
     node[parts[-1]] = value
+    overridden[key] = override
     return []
 
 
-def _build(cls, raw, prefix: str, source: str, problems: list[str]):
+def _build(cls, raw, prefix: str, origin, problems: list[str]):
+    where = lambda key: origin(key)[0]  # noqa: E731
     if not isinstance(raw, dict):
-        problems.append(f"{source}: '{prefix.rstrip('.') or '<top>'}' must be a mapping")
+        key = prefix.rstrip(".")
+        problems.append(f"{where(key)}: '{key or '<top>'}' must be a mapping")
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [key for key in raw if key not in fields]
-    problems += [f"{source}: unknown key '{prefix}{key}' (known: {', '.join(fields)})" for key in unknown]
+    problems += [f"{where(prefix + key)}: unknown key '{prefix}{key}' (known: {', '.join(fields)})"
+                 for key in raw if key not in fields]
     values = {}
+    count = len(problems)
     for name, field in fields.items():
+        key = prefix + name
         if name not in raw:
             if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                problems.append(f"{source}: missing key '{prefix}{name}'")
+                problems.append(f"{where(key)}: missing key '{key}'")
             continue
-        values[name] = _convert(hints[name], raw[name], f"{prefix}{name}", source, problems)
-    if problems:
+        value = _convert(hints[name], raw[name], key, origin, problems)
+        if field.metadata.get("path") and isinstance(value, str):
+            value = os.path.normpath(os.path.join(origin(key)[1], os.path.expanduser(value)))
+        values[name] = value
+    if len(problems) > count:
         return None
-    return cls(**values)
+    config = cls(**values)
+    if hasattr(config, "problems"):
+        problems += [f"{where(prefix + name)}: '{prefix}{name}' {message}" for name, message in config.problems()]
+    return config
 
 
-def _convert(hint, value, key: str, source: str, problems: list[str]) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+def _convert(hint, value, key: str, origin, problems: list[str]) -> Any:
+    where = origin(key)[0]
+    origin_type, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key + ".", source, problems)
-    if origin in (typing.Union, types.UnionType):
+        return _build(hint, value, key + ".", origin, problems)
+    if origin_type in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, key, source, problems)
-    if origin is typing.Literal:
+        return _convert(inner[0], value, key, origin, problems)
+    if origin_type is typing.Literal:
         if value not in args:
-            problems.append(f"{source}: '{key}' is {value!r}, expected one of {list(args)}")
+            problems.append(f"{where}: '{key}' is {value!r}, expected one of {list(args)}")
         return value
-    if origin is tuple:
+    if origin_type is tuple:
         if not isinstance(value, (list, tuple)):
-            problems.append(f"{source}: '{key}' must be a list, got {value!r}")
+            problems.append(f"{where}: '{key}' must be a list, got {value!r}")
             return None
         item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
         if len(item_types) != len(value):
-            problems.append(f"{source}: '{key}' must have {len(item_types)} items, got {value!r}")
+            problems.append(f"{where}: '{key}' must have {len(item_types)} items, got {value!r}")
             return None
-        return tuple(_convert(t, v, f"{key}[{i}]", source, problems) for i, (t, v) in enumerate(zip(item_types, value)))
+        return tuple(_convert(t, v, f"{key}[{i}]", origin, problems) for i, (t, v) in enumerate(zip(item_types, value)))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):
@@ -130,6 +194,9 @@ def _convert(hint, value, key: str, source: str, problems: list[str]) -> Any:
         except ValueError:
             pass
     if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
-        problems.append(f"{source}: '{key}' must be {hint.__name__}, got {value!r}")
+        problems.append(f"{where}: '{key}' must be {hint.__name__}, got {value!r}")
+        return None
+    if hint is float and not (value == value and abs(value) != float("inf")):
+        problems.append(f"{where}: '{key}' must be a finite number, got {value!r}")
         return None
     return value

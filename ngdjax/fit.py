@@ -37,6 +37,7 @@ from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
 from ngdjax.fit_config import FieldConfig, LossConfig, OptimConfig
 from ngdjax.mesh import edges as mesh_edges
 from ngdjax.mesh import face_centroids, face_normals, vertex_normals
+from ngdjax.nonfinite import finite_by_group
 from ngdjax.poisson import (
     PoissonSolver,
     build_poisson_solver,
@@ -275,14 +276,24 @@ def frame_losses(
 
 
 class StepOutput(NamedTuple):
-    """What a step returns besides the new state: loss terms, and, when asked, the per-face
-    image-gradient statistic of the remeshing (means (F,), seen (F,)), else None."""
+    """What a step returns besides the new state: loss terms, one flag per parameter group (all
+    finite after the update; :mod:`ngdjax.nonfinite`), and, when asked, the per-face image-gradient
+    statistic of the remeshing (means (F,), seen (F,)), else None."""
 
     terms: dict
+    finite: dict
     face_statistic: tuple[Array, Array] | None
 
 
 TRACES = {"geometry_step": 0}  # how many times the step was traced (tests and diagnostics read it)
+
+
+def optimizer_settings(optim: OptimConfig) -> OptimConfig:
+    """``optim`` with only what the optimizer reads (rates, decays, eps, clipping); the rest at
+    its defaults, so runs that differ in length, seed or checkpointing share one jitted step."""
+    return dataclasses.replace(OptimConfig(), lr_static=optim.lr_static, static_decay_steps=optim.static_decay_steps,
+                               lr_net=optim.lr_net, net_decay_steps=optim.net_decay_steps, adam_eps=optim.adam_eps,
+                               clip_static=optim.clip_static)
 
 
 @functools.lru_cache(maxsize=8)
@@ -319,6 +330,6 @@ def make_geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, we
         if collect_statistic:
             statistic = face_gradient_statistic(image_grads[1], frame.mask, face_ids.astype(jnp.int32),
                                                 problem.tris.shape[0])
-        return params, opt_state, StepOutput(terms, statistic)
+        return params, opt_state, StepOutput(terms, finite_by_group(params), statistic)
 
     return jax.jit(step, static_argnames=("network_on", "collect_statistic"), donate_argnums=(0, 1))

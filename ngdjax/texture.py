@@ -47,6 +47,7 @@ from ngdjax.data.loader import Sequence
 from ngdjax.fit import canonical_vertices, log_linear_schedule
 from ngdjax.fit_config import FitConfig, TextureConfig
 from ngdjax.io import write_image, write_text
+from ngdjax.nonfinite import NonFiniteError, finite_by_group, first_non_finite
 from ngdjax.pose_code import pose_codes
 from ngdjax.render.backend import Renderer
 from ngdjax.render.shading import render_texture
@@ -235,8 +236,9 @@ TRACES = {"texture_step": 0}  # how many times the step was traced (tests read i
 @functools.lru_cache(maxsize=8)
 def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int, resolution: tuple[int, int]):
     """The jitted step ``step(params, opt_state, frames, index, key, step_count, dynamic) ->
-    (params, opt_state, loss)`` for frame ``index`` (traced) of :class:`TextureFrames`; ``dynamic``
-    (static) switches ``T^D`` on. ``step_count`` is the global step (for the code noise)."""
+    (params, opt_state, loss, finite)`` for frame ``index`` (traced) of :class:`TextureFrames`;
+    ``finite``: {group: all finite after the update}; ``dynamic`` (static) switches ``T^D`` on.
+    ``step_count`` is the global step (for the code noise)."""
     optimizer = make_texture_optimizer(texture, n_frames)
     config = texture_net_config(texture)
     height, width = resolution
@@ -255,7 +257,8 @@ def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int,
         loss, grads = jax.value_and_grad(loss_of)(params)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
             updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, loss, finite_by_group(params)
 
     return jax.jit(step, static_argnames=("dynamic",), donate_argnums=(0, 1))
 
@@ -279,7 +282,7 @@ def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canoni
     ``faces`` (F, 3). Epochs of shuffled frames (the geometry's orders for ``optim.seed``), one
     jitted step per frame, ``T^D`` off for ``texture.warmup_epochs``; appends one line per step
     with ``"stage": "texture"`` to ``run_dir/log.jsonl`` (earlier texture lines are dropped)."""
-    from ngdjax.train import epoch_order, step_keys
+    from ngdjax.train import epoch_order, fetch_epoch, step_keys
 
     started = time.perf_counter()
     texture, n_frames = config.texture, sequence.n_frames
@@ -300,13 +303,19 @@ def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canoni
         records = []
         order = epoch_order(config.optim.seed, epoch, n_frames)
         for index, key in zip(order, step_keys(base_key, step_count, n_frames)):
-            params, opt_state, loss = step(params, opt_state, frames, np.int32(index), key, np.int32(step_count),
-                                           dynamic=dynamic)
-            records.append((step_count, int(index), loss))
+            params, opt_state, loss, finite = step(params, opt_state, frames, np.int32(index), key,
+                                                   np.int32(step_count), dynamic=dynamic)
+            records.append((step_count, int(index), loss, finite))
             step_count += 1
             bar.update(1)
-        _append_log(log_path, epoch, sequence.frames, records)
-        bar.set_postfix(relative_l2=f"{float(records[-1][2]):.4g}")
+        losses_host, finite = fetch_epoch([(loss, finite) for _, _, loss, finite in records])
+        _append_log(log_path, epoch, sequence.frames, records, losses_host)
+        failure = first_non_finite("appearance", epoch, [r[0] for r in records],
+                                   [sequence.frames[r[1]] for r in records], {"relative_l2": losses_host}, finite)
+        if failure:
+            bar.close()
+            raise NonFiniteError(failure)
+        bar.set_postfix(relative_l2=f"{float(losses_host[-1]):.4g}")
     bar.close()
     return TextureResult(params, atlas, rasts, dynamic, time.perf_counter() - started)
 
@@ -426,12 +435,10 @@ def _drop_texture_lines(path: str) -> None:
     write_text(path, "".join(kept))
 
 
-def _append_log(path: str, epoch: int, frame_ids: list[int], records: list) -> None:
-    """Append one JSON line per step (losses fetched from the device once per epoch)."""
-    from ngdjax.train import fetch_epoch
-
-    values = fetch_epoch([loss for _, _, loss in records])
+def _append_log(path: str, epoch: int, frame_ids: list[int], records: list, values: np.ndarray) -> None:
+    """Append one JSON line per step: ``records`` (step, frame position, ...), ``values`` (n,) the
+    epoch's losses fetched from the device once."""
     with open(path, "a") as file:
         file.writelines(json.dumps({"stage": "texture", "step": step, "epoch": epoch, "frame": frame_ids[index],
                                     "relative_l2": float(value)}) + "\n"
-                        for (step, index, _), value in zip(records, values))
+                        for (step, index, *_), value in zip(records, values))

@@ -32,8 +32,10 @@ from ngdjax.fit import (
     init_params,
     make_geometry_step,
     make_optimizer,
+    optimizer_settings,
 )
 from ngdjax.fit_config import FitConfig
+from ngdjax.nonfinite import NonFiniteError, first_non_finite
 from ngdjax.poisson import solve
 from ngdjax.pose_code import pose_codes
 from ngdjax.remesh import RemeshSchedule, remesh_template, transfer_face_state
@@ -161,7 +163,7 @@ def fit_geometry(
     opt_state = optimizer.init(params)
     if meta is not None:
         params, opt_state = checkpoint.load_checkpoint_state(ckpt_dir, meta, (params, opt_state))
-    step = make_geometry_step(renderer, optim, n_frames, config.loss)
+    step = make_geometry_step(renderer, optimizer_settings(optim), n_frames, config.loss)
     base_key = jax.random.PRNGKey(optim.seed + 1)
     total_steps = optim.epochs * n_frames
     bar = tqdm(total=total_steps, initial=step_count, desc="geometry", unit="step", disable=not progress,
@@ -185,14 +187,19 @@ def fit_geometry(
                                           network_on=network_on, collect_statistic=collect)
             if collect:
                 accumulated, seen = accumulated + out.face_statistic[0], seen + out.face_statistic[1]
-            records.append((step_count, int(index), out.terms))
+            records.append((step_count, int(index), out.terms, out.finite))
             step_count += 1
             bar.update(1)
             if stop_after_steps is not None and step_count >= stop_after_steps:
                 break
-        _append_log(log_path, epoch, sequence.frames, records)
-        last = records[-1][2]
-        bar.set_postfix({name: f"{float(value):.4g}" for name, value in last.items()})
+        terms, finite = fetch_epoch([(terms, finite) for _, _, terms, finite in records])
+        _append_log(log_path, epoch, sequence.frames, records, terms)
+        failure = first_non_finite("geometry", epoch, [r[0] for r in records], [sequence.frames[r[1]] for r in records],
+                                   terms, finite)
+        if failure:
+            bar.close()
+            raise NonFiniteError(failure)
+        bar.set_postfix({name: f"{float(values[-1]):.4g}" for name, values in terms.items()})
         finished_epoch = position + len(records) == n_frames
         if collect and finished_epoch:
             statistic = np.asarray(accumulated) / np.maximum(np.asarray(seen), 1.0)
@@ -275,11 +282,11 @@ def _truncate_log(path: str, first_step: int) -> None:
         file.writelines(kept)
 
 
-def _append_log(path: str, epoch: int, frame_ids: list[int], records: list) -> None:
-    """Append one JSON line per step (fetched from the device once per epoch)."""
-    host = fetch_epoch([terms for _, _, terms in records])
+def _append_log(path: str, epoch: int, frame_ids: list[int], records: list, host: dict) -> None:
+    """Append one JSON line per step: ``records`` (step, frame position, ...), ``host`` the epoch's
+    loss terms {name: (n,)} fetched from the device once."""
     with open(path, "a") as file:
-        for row, (step, index, _) in enumerate(records):
+        for row, (step, index, *_) in enumerate(records):
             line = {"step": step, "epoch": epoch, "frame": frame_ids[index]}
             line.update({name: float(values[row]) for name, values in host.items()})
             file.write(json.dumps(line) + "\n")

@@ -3,17 +3,24 @@
 :func:`load_sequence` validates first (every problem, one line each naming its file) and then
 loads everything into host arrays; :func:`write_sequence` is what the synthetic generator and the
 dataset converters use, so every sequence on disk is written by one function.
+
+Writing never replaces a user's files: a sequence is written only into a directory that does not
+exist, is empty, or holds an interrupted write of ours (the marker ``.ngdjax-writing``, written
+first and removed after ``sequence.yaml``); :func:`output_problem` says why not, and
+:func:`clear_sequence_dir` empties one of ours (``--overwrite``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 import yaml
 
 from ngdjax.data.sequence import FORMAT, frame_name, require_valid_sequence
+from ngdjax.errors import InputError
 from ngdjax.garment import load_template
 from ngdjax.io import read_image, write_atomic, write_image, write_mesh, write_text
 
@@ -103,6 +110,31 @@ def _grey(pixels: np.ndarray) -> np.ndarray:
     return pixels if pixels.ndim == 3 else pixels[..., 0]
 
 
+WRITING_MARKER = ".ngdjax-writing"
+
+
+def output_problem(directory: str, overwrite: bool = False) -> str | None:
+    """Why a sequence may not be written into ``directory`` (None when it may). With ``overwrite``,
+    a directory holding a sequence (``sequence.yaml``) may be replaced; anything else never."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return f"{directory}: exists and is not a directory; choose another output directory"
+    if not os.path.isdir(directory) or not os.listdir(directory) or os.path.exists(os.path.join(directory, WRITING_MARKER)):
+        return None
+    if not os.path.isfile(os.path.join(directory, "sequence.yaml")):
+        return (f"{directory}: not empty and holds no sequence (no sequence.yaml); a sequence is written only into a "
+                "new or empty directory, so nothing there is overwritten: choose another directory")
+    if overwrite:
+        return None
+    return f"{directory}: already holds a sequence; pass --overwrite to replace it, or choose another directory"
+
+
+def clear_sequence_dir(directory: str) -> None:
+    """Remove everything inside ``directory`` (after :func:`output_problem` allowed it)."""
+    for entry in os.listdir(directory) if os.path.isdir(directory) else []:
+        path = os.path.join(directory, entry)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+
+
 def write_sequence(
     directory: str, *, frames: list[int], images: np.ndarray, masks: np.ndarray, mv: np.ndarray, proj: np.ndarray,
     shape: np.ndarray, pose: np.ndarray, global_rotation: np.ndarray, translation: np.ndarray, body_model: str,
@@ -112,8 +144,17 @@ def write_sequence(
 ) -> None:
     """Write a sequence in the ngdjax format (arguments as :class:`Sequence`; ``diffuse`` float in
     [0, 1] or uint8; ``gt_meshes`` one (vertices, faces) per frame). Every file is written
-    atomically; ``sequence.yaml`` is written last, so a directory with it is complete."""
+    atomically; ``sequence.yaml`` is written last, so a directory with it is complete.
+
+    Raises:
+        InputError: ``directory`` is not new, empty or an interrupted write of ours (:func:`output_problem`).
+    """
+    problem = output_problem(directory)
+    if problem:
+        raise InputError(problem)
+    clear_sequence_dir(directory)  # an interrupted write of ours, or nothing
     os.makedirs(directory, exist_ok=True)
+    write_text(os.path.join(directory, WRITING_MARKER), "a sequence is being written here\n")
     as_uint8 = lambda a: a if a.dtype == np.uint8 else np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)  # noqa: E731
     per_frame = {"frames": images, "masks": as_uint8(np.asarray(masks, np.float32)),
                  "occluders": None if occluders is None else as_uint8(np.asarray(occluders, np.float32)),
@@ -137,3 +178,4 @@ def write_sequence(
     if body_model_path is not None:
         metadata["body_model_path"] = body_model_path
     write_text(os.path.join(directory, "sequence.yaml"), yaml.safe_dump(metadata, sort_keys=False))
+    os.remove(os.path.join(directory, WRITING_MARKER))

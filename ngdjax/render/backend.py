@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Callable, NamedTuple
+from typing import Callable, Literal, NamedTuple, get_args
 
 from ngdjax.render.checks import check_image_inputs, check_rasterize_inputs
 
 log = logging.getLogger("ngdjax")
 
-BACKENDS = ("auto", "jax", "nvdiffrast-jit", "nvdiffrast-eager")
+RenderBackend = Literal["auto", "jax", "nvdiffrast-jit", "nvdiffrast-eager"]
+BACKENDS = get_args(RenderBackend)
 
 
 class Renderer(NamedTuple):
