@@ -33,7 +33,7 @@ def scene(n_faces: int, resolution: int, seed: int = 0):
     # Jitter the vertices by ~2% of an edge: the procedural surface is exactly symmetric, which
     # puts vertices of its edge-on sides at identical screen positions, where antialias's
     # silhouette test is an exact floating-point tie that any two implementations may break
-    # differently (RENDER.md section 6); real garments have no such ties.
+    # differently (docs/render.md section 6); real garments have no such ties.
     edge = np.linalg.norm(vertices[faces[:, 1]] - vertices[faces[:, 0]], axis=1).mean()
     vertices = vertices + rng.normal(scale=0.02 * edge, size=vertices.shape)
     centre = (vertices.max(0) + vertices.min(0)) / 2

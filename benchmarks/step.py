@@ -7,7 +7,7 @@ step's cost does not depend on the sequence length), written to a temporary dire
 back with the project's loader; the method's network (three hash grids of 16 levels x 2 features,
 2^19 entries per level, MLP 96-64-64-9); every loss on, the network on (epochs after warm-up).
 
-Rows (../shared/CONTRACTS.md, suite ``step``):
+Rows (docs/contracts.md section 6, suite ``step``):
 
 - ``ngdjax``: ``ngdjax.fit.make_geometry_step`` (the jitted step ``fit_geometry`` runs) with the
   ``auto`` renderer (nvdiffrast inside ``jax.jit`` on a GPU). ``ms``: median over >= 200 steps of

@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmark suites (rows as ../shared/CONTRACTS.md fixes them)."""
+"""Timing helpers shared by the benchmark suites (rows as docs/contracts.md section 6 fixes them)."""
 
 from __future__ import annotations
 

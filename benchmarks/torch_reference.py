@@ -1,5 +1,5 @@
 """THE COMPARISON POINT of the step suite (issue 7), not part of ngdjax: one geometry-fitting step
-in PyTorch, organised the way the original implementation is (../shared/METHOD.md sections 4-6, 9),
+in PyTorch, organised the way the original implementation is (docs/method.md sections 4-6, 9),
 written as well as that design allows.
 
 What the original does, and what this file does the same way:
@@ -219,7 +219,7 @@ def depth_ranking(depth, target, first, second, margin: float) -> torch.Tensor:
 
 
 def frame_losses(images, field, visible, frame: dict, weights, taps, pairs=None) -> tuple[torch.Tensor, dict]:
-    """The geometry loss of one frame (METHOD 6), same terms and weights as ngdjax.fit.frame_losses."""
+    """The geometry loss of one frame (docs/method.md 6), same terms and weights as ngdjax.fit.frame_losses."""
     silhouette, diffuse, depth = images
     terms = {"silhouette": ((silhouette * (1.0 - frame["occluders"]) - frame["mask"]) ** 2).mean()}
     masked = diffuse * frame["mask"]
@@ -241,7 +241,7 @@ def frame_losses(images, field, visible, frame: dict, weights, taps, pairs=None)
 # --- Render: nvdiffrast in torch, one context for the run -------------------------------------
 
 class NvdiffrastRender:
-    """The geometry pass of METHOD 5 with plain nvdiffrast (the original's AlphaRenderer)."""
+    """The geometry pass of docs/method.md 5 with plain nvdiffrast (the original's AlphaRenderer)."""
 
     def __init__(self, tris: torch.Tensor, resolution: tuple[int, int]):
         from ngdjax.render import nvdiffrast_ops as nv

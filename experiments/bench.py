@@ -1,5 +1,5 @@
 """``python -m experiments.bench SUITE [--json FILE]``: run a benchmark suite, print a table, and
-write its rows (format fixed in ../shared/CONTRACTS.md) as one JSON list."""
+write its rows (format fixed in docs/contracts.md section 6) as one JSON list."""
 
 from __future__ import annotations
 

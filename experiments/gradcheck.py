@@ -4,7 +4,7 @@ On the config's sequence (first frame, the config's template and network), compa
 directional derivatives with central finite differences for each stage of the fitting step:
 the dynamic field, the Poisson solve, skinning, antialiasing with the rasterisation held fixed,
 the full render, the losses, and the whole step. Rasterisation is piecewise constant and the
-antialias gradient is nvdiffrast's edge formula (../shared/RENDER.md), so the render rows say
+antialias gradient is nvdiffrast's edge formula (docs/render.md), so the render rows say
 what they are checked against. Exit 0 when every stage is within its tolerance, 1 otherwise,
 2 for bad input.
 """

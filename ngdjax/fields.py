@@ -1,5 +1,5 @@
-"""The method's networks: the dynamic Jacobian field ``f_G`` (METHOD 4.5 a) and the dynamic
-texture network (METHOD 8.4), pure functions of a plain parameter pytree.
+"""The method's networks: the dynamic Jacobian field ``f_G`` (docs/method.md 4.5) and the dynamic
+texture network (docs/method.md 8.4), pure functions of a plain parameter pytree.
 
 Both are tcnn hash-grid encoders (:mod:`ngdjax.hashgrid`) followed by a tcnn-style MLP: no biases,
 ReLU hidden layers, linear output, Xavier-uniform weights. tcnn pads every layer width to a
@@ -196,7 +196,7 @@ def dynamic_texture(
 
     The grid is 4-D on ``(u, v, code_0, code_1)`` (the code varies the hashed cell), so the code is
     broadcast to every query before encoding. The method queries every texel of an R x R map at
-    ``u = column / R``, ``v = row / R`` with the noisy code ``z^(2)_t + nu`` (METHOD 8.4).
+    ``u = column / R``, ``v = row / R`` with the noisy code ``z^(2)_t + nu`` (docs/method.md 8.4).
     """
     if uv.ndim != 2 or uv.shape[1] != 2:
         raise ValueError(f"dynamic_texture: uv must be (N, 2), got {uv.shape}")

@@ -1,4 +1,4 @@
-"""Geometry fitting (METHOD sections 4, 6, 9): the problem, the parameters, one jitted step.
+"""Geometry fitting (docs/method.md sections 4, 6, 9): the problem, the parameters, one jitted step.
 
 Host-built, static for a template (:class:`FitProblem`): the Poisson solver, skinning weights,
 triangles and antialias topology, the body. Per-frame data (:class:`Frames`) are stacked device
@@ -156,7 +156,7 @@ def init_params(key: Array, problem: FitProblem) -> dict:
 
 def log_linear_schedule(lr_start: float, lr_end: float, decay_steps: int, offset: int) -> Callable[[Array], Array]:
     """lr(s) = exp((1 - t) ln lr_start + t ln lr_end), t = clip((count + offset) / decay_steps, 0, 1)
-    (METHOD 9; the method's step counter starts at N, the number of frames: ``offset``)."""
+    (docs/method.md 9; the method's step counter starts at N, the number of frames: ``offset``)."""
     log_start, log_end = float(np.log(lr_start)), float(np.log(lr_end))
 
     def schedule(count: Array) -> Array:
@@ -194,7 +194,7 @@ def garment_shapes(
     regulariser acts on: the full Jacobians (F, 3, 3) or the full offsets (V, 3).
 
     ``blend = (stored, alpha)``: in the epochs after a remesh, the network's residual Jacobians
-    are ``alpha J^D + (1 - alpha) stored`` (METHOD 7.4), ``stored`` this frame's residual from
+    are ``alpha J^D + (1 - alpha) stored`` (docs/method.md 7.4), ``stored`` this frame's residual from
     the remesh epoch transferred to the new faces."""
     pose_fn = functools.partial(linear_blend_skinning, weights=problem.skin_weights, transforms=frame.transforms)
     input_pose = functools.partial(linear_blend_skinning, weights=problem.skin_weights,

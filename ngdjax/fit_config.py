@@ -1,6 +1,6 @@
 """The fit's typed configuration (YAML files under configs/, loaded by :func:`ngdjax.config.load_config`).
 
-Defaults are the method's (METHOD sections 6, 7, 8, 9); configs rescale epochs, schedules and
+Defaults are the method's (docs/method.md sections 6, 7, 8, 9); configs rescale epochs, schedules and
 table sizes. Every loss weight is here.
 """
 
@@ -51,7 +51,7 @@ class FieldConfig:
     hash-grid network (the method). ``vertex_offsets``: static + pose-conditioned per-vertex
     displacements with a Laplacian regulariser (the baseline). ``dynamic: false`` keeps the
     network off for the whole fit (the static-only ablation). ``zero_root``: the network reads the
-    static mesh posed without the body's global rotation and translation (METHOD 4.5, as for
+    static mesh posed without the body's global rotation and translation (docs/method.md 4.5, as for
     PeopleSnapshot, where the subject turns in place), so a garment point keeps its input
     position however the body is turned."""
 
@@ -80,7 +80,7 @@ def network_size_problems(log2_table_size: int, hidden: tuple[int, ...]) -> list
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Weights (METHOD 6): rendering x [(1 - ssim) Huber + ssim (1 - SSIM) + silhouette MSE]
+    """Weights (docs/method.md 6): rendering x [(1 - ssim) Huber + ssim (1 - SSIM) + silhouette MSE]
     + jacobian x regulariser + depth x ranking; laplacian only for ``vertex_offsets``.
     ``jacobian_smoothness`` (our addition, 0 = the method): squared difference of the full
     Jacobians of adjacent faces, summed and divided by the input template's pair count (so
@@ -109,7 +109,7 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Adam with log-linear learning-rate decays (METHOD 9); ``epochs`` passes over the frames,
+    """Adam with log-linear learning-rate decays (docs/method.md 9); ``epochs`` passes over the frames,
     one shuffled frame per step; the network is off for ``warmup_epochs``."""
 
     epochs: int = 1200
@@ -133,7 +133,7 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RemeshConfig:
-    """Adaptive remeshing (METHOD 7): after each epoch in ``epochs``."""
+    """Adaptive remeshing (docs/method.md 7): after each epoch in ``epochs``."""
 
     enabled: bool = True
     epochs: tuple[int, ...] = (400, 600)
@@ -156,7 +156,7 @@ class RemeshConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TextureConfig:
-    """The appearance stage (METHOD 8)."""
+    """The appearance stage (docs/method.md 8)."""
 
     enabled: bool = True
     resolution: int = 1024

@@ -1,4 +1,4 @@
-"""Multi-resolution hash encoding with tiny-cuda-nn's semantics (METHOD section 4.5).
+"""Multi-resolution hash encoding with tiny-cuda-nn's semantics (docs/method.md section 4.5).
 
 For level ``l`` of ``L`` (tcnn ``encodings/grid.h``, linear interpolation):
 

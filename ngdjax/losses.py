@@ -1,4 +1,4 @@
-"""The geometry and appearance losses of the method (METHOD sections 6 and 8), pure JAX.
+"""The geometry and appearance losses of the method (docs/method.md sections 6 and 8), pure JAX.
 
 Images are (H, W) float arrays in [0, 1]; masks are (H, W) float 0/1.
 """
@@ -23,7 +23,7 @@ def shading_loss(
     ssim_weight: float,
 ) -> Float[Array, ""]:
     """(1 - w) Huber + w (1 - SSIM) of the rendered shading, masked by the target garment mask,
-    against the target shading (METHOD 6: w = 0.35, delta = 0.005)."""
+    against the target shading (docs/method.md 6: w = 0.35, delta = 0.005)."""
     masked = diffuse * mask
     return (1.0 - ssim_weight) * huber(masked - target, delta) + ssim_weight * (1.0 - ssim(masked, target))
 
@@ -66,7 +66,7 @@ def depth_pairs(key: Array, shape: tuple[int, int], n_boxes: int, box: int) -> t
 def depth_ranking_loss(
     depth: Float[Array, "H W"], target_depth: Float[Array, "H W"], first: Array, second: Array, margin: float
 ) -> Float[Array, ""]:
-    """Hinge ranking loss mean max(0, -y (d1 - d2) + margin), y = sign(t2 - t1) (METHOD 6).
+    """Hinge ranking loss mean max(0, -y (d1 - d2) + margin), y = sign(t2 - t1) (docs/method.md 6).
 
     ``depth`` is the rendered inverted depth (larger = nearer), ``target_depth`` camera-space z
     in metres (larger = farther; 0 = unknown). Unlike the authors' code, a pair counts only where
@@ -83,7 +83,7 @@ def depth_ranking_loss(
 def relative_l2(
     colour: Float[Array, "H W 3"], target: Float[Array, "H W 3"], mask: Float[Array, "H W"]
 ) -> Float[Array, ""]:
-    """Appearance loss mean((I^ S - I S)^2 / (sg(I^ S)^2 + 0.01)) (METHOD 8)."""
+    """Appearance loss mean((I^ S - I S)^2 / (sg(I^ S)^2 + 0.01)) (docs/method.md 8)."""
     predicted = colour * mask[..., None]
     return jnp.mean(relative_l2_terms(predicted, target * mask[..., None]))
 

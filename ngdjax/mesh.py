@@ -54,7 +54,7 @@ def vertex_normals(
     vertices: Float[Array, "V 3"], faces: Int[Array, "F 3"], eps: float = 1e-6
 ) -> Float[Array, "V 3"]:
     """Area-weighted unit vertex normals (V, 3): the sum of the unnormalised cross products of the
-    faces around each vertex, normalised (as METHOD section 5.1)."""
+    faces around each vertex, normalised (as docs/method.md section 5.1)."""
     xp = _xp(vertices)
     corner_values = xp.repeat(face_cross(vertices, faces), 3, axis=0)
     if xp is np:

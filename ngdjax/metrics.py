@@ -1,4 +1,4 @@
-"""Evaluation metrics, defined as in ../shared/CONTRACTS.md (section metrics.json); host numpy.
+"""Evaluation metrics, defined as in docs/contracts.md (section 4, metrics.json); host numpy.
 
 Geometry (world space, metres), on ``n`` area-weighted uniform samples per mesh, each cloud
 centred on its own mean (removing the global translation error, as the NGD protocol does):

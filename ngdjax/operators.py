@@ -1,4 +1,4 @@
-"""Differential operators of a triangle mesh, built on the host in float64 (METHOD section 4.1).
+"""Differential operators of a triangle mesh, built on the host in float64 (docs/method.md section 4.1).
 
 - ``hat_gradients``: gradient of each corner's piecewise-linear hat function on its face.
 - ``gradient_operator`` G (3F x V), rows blocked like ``igl.grad``:

@@ -1,4 +1,4 @@
-"""What a fit writes into its run directory (../shared/CONTRACTS.md, "Fit outputs"): posed meshes
+"""What a fit writes into its run directory (docs/contracts.md, section 3): posed meshes
 per frame, the canonical mesh, side-by-side renders and their animation, metrics.json.
 
 Every file is written under a temporary name and renamed (:mod:`ngdjax.io`).

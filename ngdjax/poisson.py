@@ -1,4 +1,4 @@
-"""The differentiable Poisson layer: per-face Jacobians <-> vertices (METHOD sections 4.2-4.3).
+"""The differentiable Poisson layer: per-face Jacobians <-> vertices (docs/method.md sections 4.2-4.3).
 
 For a source mesh with hat-function gradients ``grad_phi`` and double areas ``2A``:
 

@@ -1,4 +1,4 @@
-"""The pose code of the method (METHOD 2.5): a PCA of the sequence's flat, non-root pose vectors.
+"""The pose code of the method (docs/method.md 2.5): a PCA of the sequence's flat, non-root pose vectors.
 
 Raw projections onto the top principal directions (not whitened), whatever the body model.
 """

@@ -1,4 +1,4 @@
-"""Adaptive, gradient-driven remeshing of the template and state transfer (METHOD section 7).
+"""Adaptive, gradient-driven remeshing of the template and state transfer (docs/method.md section 7).
 
 During a remesh epoch the fitting loop accumulates, per template face, the mean image gradient
 of the geometry loss over the pixels the face covers (:func:`face_gradient_statistic`, jittable).
@@ -42,7 +42,7 @@ from ngdjax.mesh import face_centroids, face_cross
 
 log = logging.getLogger("ngdjax")
 
-IDW_EPSILON = 1e-10  # METHOD 7.4: weights 1 / (d + 1e-10)
+IDW_EPSILON = 1e-10  # docs/method.md 7.4: weights 1 / (d + 1e-10)
 
 
 # --- 7.2: the per-face gradient statistic (on device, inside the jitted step) --------------------
@@ -55,7 +55,7 @@ def face_gradient_statistic(
     face_ids: Int[Array, "H W"],
     n_faces: int,
 ) -> tuple[Float[Array, " F"], Float[Array, " F"]]:
-    """Per-face mean of the normalised image gradient for one image (METHOD 7.2).
+    """Per-face mean of the normalised image gradient for one image (docs/method.md 7.2).
 
     ``g = |dL/dD|`` (the Euclidean norm over channels for (H, W, C), the absolute value for (H, W)),
     times the target mask, min-max normalised over the image (all zeros if the image is constant);
@@ -98,7 +98,7 @@ def face_gradient_statistic(
 
 def select_faces(statistic: Float[np.ndarray, " F"], quantile: float) -> Bool[np.ndarray, " F"]:
     """Faces to refine: min-max normalised ``statistic`` strictly above its ``quantile`` over all
-    faces, zeros included (METHOD 7.3 step 1). A constant statistic selects nothing."""
+    faces, zeros included (docs/method.md 7.3 step 1). A constant statistic selects nothing."""
     statistic = np.asarray(statistic, dtype=np.float64)
     span = statistic.max() - statistic.min()
     normalised = (statistic - statistic.min()) / span if span > 0 else np.zeros_like(statistic)
@@ -186,7 +186,7 @@ def split_edges(
     min_length: float,
 ) -> tuple[Float[np.ndarray, "V2 3"], Int[np.ndarray, "F2 3"], Int[np.ndarray, "N 2"]]:
     """Split at its midpoint every edge with both endpoints in ``vertex_mask`` and length
-    ``> min_length`` (METHOD 7.3 step 3); see :func:`split_marked_edges` for the outputs."""
+    ``> min_length`` (docs/method.md 7.3 step 3); see :func:`split_marked_edges` for the outputs."""
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     return split_marked_edges(vertices, faces, split_candidates(vertices, faces, np.asarray(vertex_mask), min_length))
@@ -223,7 +223,7 @@ SLIVER_FRACTION = 1e-2  # a flip may not make a face smaller than this fraction 
 def flip_edges(
     vertices: Float[np.ndarray, "V 3"], faces: Int[np.ndarray, "F 3"], boundary_valence: int = 4
 ) -> Int[np.ndarray, "F 3"]:
-    """One round of valence-improving flips of interior edges (METHOD 7.3 step 4).
+    """One round of valence-improving flips of interior edges (docs/method.md 7.3 step 4).
 
     An interior edge ``(a, b)`` between faces ``(a, b, c)`` and ``(b, a, d)`` becomes ``(c, d)``,
     giving faces ``(c, a, d)`` and ``(d, b, c)`` in the same face slots, when that lowers
@@ -292,7 +292,7 @@ def _rows_in(rows: np.ndarray, table: np.ndarray, n: int) -> np.ndarray:
 def merge_close_vertices(
     vertices: Float[np.ndarray, "V 3"], faces: Int[np.ndarray, "F 3"], tolerance: float = 1e-6
 ) -> tuple[Float[np.ndarray, "V2 3"], Int[np.ndarray, "F2 3"], Int[np.ndarray, " V"]]:
-    """Merge vertices closer than ``tolerance`` (METHOD 7.3 step 5), keeping the vertex order.
+    """Merge vertices closer than ``tolerance`` (docs/method.md 7.3 step 5), keeping the vertex order.
 
     Vertices within ``tolerance`` of each other (transitively) become the first of them, at its
     position. Faces that become degenerate (a repeated index) are dropped, then vertices no face
@@ -328,7 +328,7 @@ def merge_close_vertices(
 
 @dataclasses.dataclass(frozen=True)
 class RemeshSchedule:
-    """Linear schedules of the remesh events (METHOD 7.3): event ``k`` uses the quantile and the
+    """Linear schedules of the remesh events (docs/method.md 7.3): event ``k`` uses the quantile and the
     minimum edge length interpolated at ``min(k, steps) / steps``."""
 
     start_quantile: float = 0.85  # faces above this quantile of the statistic are refined at event 0
@@ -375,7 +375,7 @@ def remesh_template(
     event_index: int,
     schedule: RemeshSchedule = RemeshSchedule(),
 ) -> RemeshResult:
-    """One remesh event on the template (METHOD 7.3): select, split, flip, merge.
+    """One remesh event on the template (docs/method.md 7.3): select, split, flip, merge.
 
     Args:
         vertices: (V, 3) template vertices (metres).
@@ -440,7 +440,7 @@ def _apply_idw(indices: np.ndarray, weights: np.ndarray, values):
 def idw_transfer(
     old_points: Float[np.ndarray, "N 3"], old_values: Float[Any, "N ..."], new_points: Float[np.ndarray, "M 3"], k: int
 ) -> Float[Any, "M ..."]:
-    """Inverse-distance-weighted transfer of per-point values (METHOD 7.4).
+    """Inverse-distance-weighted transfer of per-point values (docs/method.md 7.4).
 
     Each new point gets ``sum_i w_i old_values[i]`` over its ``k`` nearest old points (a
     ``scipy.spatial.cKDTree`` query), with ``w_i ∝ 1 / (d_i + 1e-10)``; k = 3 for the static

@@ -1,4 +1,4 @@
-"""Structural similarity (SSIM) as the method computes it (METHOD section 6), in pure JAX.
+"""Structural similarity (SSIM) as the method computes it (docs/method.md section 6), in pure JAX.
 
 Local statistics come from an 11 x 11 Gaussian window (sigma 1.5, normalised to sum 1), applied
 to each channel separately with zero padding of 5 pixels (the map has the image's size), and

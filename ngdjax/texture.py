@@ -1,10 +1,10 @@
-"""The appearance stage (METHOD section 8): a UV atlas on the static canonical mesh, a static
+"""The appearance stage (docs/method.md section 8): a UV atlas on the static canonical mesh, a static
 texture ``T^S`` (R, R, 3) and a pose-conditioned dynamic texture ``T^D`` (hash grid + MLP on
 (u, v, z^(2)_t + noise)), fitted to the frames with the geometry frozen.
 
 Per frame the colour is ``clamp(bilinear(T^S, uv) + T^D(uv, z^(2)_t + nu), 0, 1)`` times coverage,
 at the UVs interpolated over the rasterised, frozen posed garment; the loss is the relative L2
-of METHOD 8.7 over the eroded garment mask without occluder pixels.
+of docs/method.md 8.7 over the eroded garment mask without occluder pixels.
 
 Deviations from the method (each keeps the function being fitted, and saves work):
 
@@ -54,9 +54,9 @@ from ngdjax.render.shading import render_texture
 
 log = logging.getLogger("ngdjax")
 
-INITIAL_TEXEL = 0.2  # T^S starts grey (METHOD 8.3)
+INITIAL_TEXEL = 0.2  # T^S starts grey (docs/method.md 8.3)
 ATLAS_PADDING = 2  # texels between xatlas charts
-NOISE_SCALE = 0.01  # nu ~ NOISE_SCALE * N * s(step) N(0, I), s from NOISE_START to 0 (METHOD 8.4)
+NOISE_SCALE = 0.01  # nu ~ NOISE_SCALE * N * s(step) N(0, I), s from NOISE_START to 0 (docs/method.md 8.4)
 NOISE_START = 0.01
 MATERIAL = "garment"
 
@@ -104,7 +104,7 @@ def init_texture_params(key: Array, texture: TextureConfig) -> dict:
 
 def make_texture_optimizer(texture: TextureConfig, n_frames: int) -> optax.GradientTransformation:
     """Adam (eps 1e-15) with log-linear decays: ``static`` counts steps from 0, ``net`` from N
-    (METHOD 9: the static texture's counter is the exception)."""
+    (docs/method.md 9: the static texture's counter is the exception)."""
     def adam(lr, decay_steps, offset):
         return optax.chain(optax.scale_by_adam(eps=1e-15),
                            optax.scale_by_learning_rate(log_linear_schedule(*lr, decay_steps, offset)))
@@ -116,7 +116,7 @@ def make_texture_optimizer(texture: TextureConfig, n_frames: int) -> optax.Gradi
 
 def code_noise_std(step: Array, n_frames: int, decay_steps: int) -> Array:
     """Standard deviation of the pose-code noise at global step ``step`` (step counter (e+1)N + it):
-    0.01 N s, with s decaying linearly from 0.01 to 0 over ``decay_steps`` (METHOD 8.4)."""
+    0.01 N s, with s decaying linearly from 0.01 to 0 over ``decay_steps`` (docs/method.md 8.4)."""
     decay = jnp.clip(1.0 - (step.astype(jnp.float32) + n_frames) / decay_steps, 0.0, 1.0)
     return NOISE_SCALE * n_frames * NOISE_START * decay
 
@@ -336,7 +336,7 @@ def textured_renders(result: TextureResult, renderer: Renderer, sequence: Sequen
 
 def appearance_metrics(images: np.ndarray, sequence: Sequence) -> dict:
     """``psnr`` and ``ssim`` of the re-rendered frames (T, H, W, 3) against the frames over the
-    garment masks (../shared/CONTRACTS.md), in the metrics.json layout."""
+    garment masks (docs/contracts.md 4), in the metrics.json layout."""
     targets = sequence.images.astype(np.float32) / 255.0
     per_frame = {"psnr": {}, "ssim": {}}
     for t, index in enumerate(sequence.frames):

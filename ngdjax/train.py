@@ -1,4 +1,4 @@
-"""The geometry loop (METHOD 9): epochs over shuffled frames, one jitted step per frame, warm-up
+"""The geometry loop (docs/method.md 9): epochs over shuffled frames, one jitted step per frame, warm-up
 with the network off, remeshing events, a JSON-lines log, checkpoints and resume.
 
 Determinism: the frame order of epoch ``e`` comes from ``(seed, e)`` and the step's random key from
@@ -242,7 +242,7 @@ def canonical_offset(params: dict, problem: FitProblem, old_canonical: jnp.ndarr
 
 def remesh_event(vertices: np.ndarray, faces: np.ndarray, statistic: np.ndarray, event_index: int,
                  config: FitConfig, params: dict, opt_state, stored_residuals):
-    """One remesh of the template (METHOD 7.3-7.4) and the transfer of the state onto it: static
+    """One remesh of the template (docs/method.md 7.3-7.4) and the transfer of the state onto it: static
     Jacobians, the static group's Adam moments and the stored residuals (T, F, 3, 3) each from the
     nearest old face (by template face centroids). The method averages the Jacobians of the 3
     nearest faces; on a fitted, non-smooth field that blurs the fit (the loss jumped by 12% at the

@@ -1,8 +1,8 @@
-"""The pure-JAX antialias op and its topology table against naive references (RENDER.md 5).
+"""The pure-JAX antialias op and its topology table against naive references (docs/render.md 5).
 
-The references below are plain Python loops over pixel pairs written straight from RENDER.md
+The references below are plain Python loops over pixel pairs written straight from docs/render.md
 5.3 / 5.4, in the inputs' float dtype (np.float32 scalars for float32 inputs). The ``rast`` inputs
-come from a naive point-sampling rasteriser (RENDER.md 2.2), not from the real one.
+come from a naive point-sampling rasteriser (docs/render.md 2.2), not from the real one.
 """
 
 from collections import defaultdict
@@ -39,7 +39,7 @@ def naive_topology(tris: np.ndarray) -> np.ndarray:
 
 
 def naive_rasterize(clip_pos: np.ndarray, tris: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, 4) float32 rast: centre point sampling, nearest z/w wins, u, v, z/w as RENDER.md 2.2."""
+    """(H, W, 4) float32 rast: centre point sampling, nearest z/w wins, u, v, z/w as docs/render.md 2.2."""
     clip = np.asarray(clip_pos, np.float64)
     fx, fy = np.meshgrid((2 * np.arange(width) + 1) / width - 1, (2 * np.arange(height) + 1) / height - 1)
     rast = np.zeros((height, width, 4))
@@ -62,7 +62,7 @@ def naive_rasterize(clip_pos: np.ndarray, tris: np.ndarray, height: int, width: 
 
 
 def reference_pairs(rast, pos, tris, opposite) -> list[dict]:
-    """Every accepted candidate pair of one image, by plain loops over pixel pairs (RENDER.md 5.3)."""
+    """Every accepted candidate pair of one image, by plain loops over pixel pairs (docs/render.md 5.3)."""
     height, width = rast.shape[:2]
     accepted = []
     with np.errstate(all="ignore"):
@@ -136,7 +136,7 @@ def reference_pair(rast, pos, tris, opposite, p0, p1, vertical):
 
 
 def reference_blend(color, pairs):
-    """RENDER.md 5.3 step 9: every accepted pair reads the input colours; contributions add up."""
+    """docs/render.md 5.3 step 9: every accepted pair reads the input colours; contributions add up."""
     out = color.copy()
     for pair in pairs:
         modified = pair["p0"] if pair["alpha"] > 0 else pair["p1"]
@@ -145,7 +145,7 @@ def reference_blend(color, pairs):
 
 
 def reference_gradients(grad_out, color, pos, pairs, guard=1e-3):
-    """RENDER.md 5.4 by loops: (grad_color (H, W, C), grad_pos (V, 4)). guard=0 gives exact derivatives."""
+    """docs/render.md 5.4 by loops: (grad_color (H, W, C), grad_pos (V, 4)). guard=0 gives exact derivatives."""
     f = pos.dtype.type
     height, width = color.shape[:2]
     grad_color = grad_out.copy()
@@ -356,10 +356,10 @@ def test_gradients_match_naive_loops(seed, rast_jitter_px):
     pairs = reference_pairs(rast, clip_pos, tris, topology)
     expected_color, expected_pos = reference_gradients(grad_out, color, clip_pos, pairs)
     _, (grad_color, grad_rast, grad_pos) = loss_and_grads(color, rast, clip_pos, tris, topology, grad_out)
-    # ~1e-6 per unit of G (RENDER.md 6), with a 2x margin. On GPU, XLA contracts to FMA, which
+    # ~1e-6 per unit of G (docs/render.md 6), with a 2x margin. On GPU, XLA contracts to FMA, which
     # moves delta (a difference of products) by a few ulps: 1.8e-6 was seen there (max |G| 3.3).
     np.testing.assert_allclose(grad_color, expected_color, rtol=0, atol=2e-6 * np.max(np.abs(grad_out)))
-    # Per-vertex sums of float32 terms in a different order (RENDER.md 6: ~1e-5 relative).
+    # Per-vertex sums of float32 terms in a different order (docs/render.md 6: ~1e-5 relative).
     scale = np.max(np.abs(expected_pos))
     np.testing.assert_allclose(grad_pos, expected_pos, rtol=1e-5, atol=1e-5 * scale)
     assert np.count_nonzero(expected_pos[:, 0]) > 5  # the comparison is not vacuous

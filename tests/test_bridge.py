@@ -31,7 +31,7 @@ TOL = 1e-6
 
 
 def torch_interpolate(attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
-    """attr (V, C) f32, rast (B, H, W, 4) f32, tris (F, 3) i32 -> (B, H, W, C) f32 (RENDER.md 3)."""
+    """attr (V, C) f32, rast (B, H, W, 4) f32, tris (F, 3) i32 -> (B, H, W, C) f32 (docs/render.md 3)."""
     u, v = rast[..., 0:1], rast[..., 1:2]
     triangle = rast[..., 3].to(torch.int64) - 1  # (B, H, W), -1 at background
     corners = tris.to(torch.int64)[triangle.clamp(min=0)]  # (B, H, W, 3)

@@ -78,7 +78,7 @@ def test_matches_per_point_reference(config, low, high):
 
 
 def test_methods_levels_dense_then_hashed():
-    """METHOD 4.5: 3-D encoders have levels 0-2 dense, the 4-D pose encoder only level 0."""
+    """docs/method.md 4.5: 3-D encoders have levels 0-2 dense, the 4-D pose encoder only level 0."""
     three, four = level_layout(HashGridConfig(3)), level_layout(HashGridConfig(4))
     assert list(three.dense) == [True] * 3 + [False] * 13
     assert list(four.dense) == [True] + [False] * 15

@@ -12,7 +12,7 @@ from ngdjax.render.jax_texture import texture
 
 
 def _naive_rasterize(clip_pos: np.ndarray, tris: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Triangle id + 1 per pixel by looping over pixels and triangles (RENDER.md section 1)."""
+    """Triangle id + 1 per pixel by looping over pixels and triangles (docs/render.md section 1)."""
     ndc = clip_pos[:, :3] / clip_pos[:, 3:]
     sx = np.round(ndc[:, 0] * width * 8).astype(np.int64)
     sy = np.round(ndc[:, 1] * height * 8).astype(np.int64)
@@ -54,7 +54,7 @@ def _random_scene(seed: int, n_tris: int = 12):
     w = rng.uniform(1.0, 2.0, n_vertices)
     xy = rng.uniform(-1.1, 1.1, (n_vertices, 2))
     # Distinct, well separated depth layers (no intersecting triangles: near-equal depths are
-    # resolved differently by any two depth-test implementations, RENDER.md section 6).
+    # resolved differently by any two depth-test implementations, docs/render.md section 6).
     z = np.repeat(rng.permutation(np.linspace(-0.9, 0.9, n_tris)), 3) + rng.uniform(-0.02, 0.02, n_vertices)
     clip = np.concatenate([xy * w[:, None], (z * w)[:, None], w[:, None]], axis=1).astype(np.float32)
     tris = np.arange(n_vertices, dtype=np.int32).reshape(-1, 3)

@@ -1,4 +1,4 @@
-"""Parity of the pure-JAX backend with nvdiffrast on a GPU (RENDER.md section 6).
+"""Parity of the pure-JAX backend with nvdiffrast on a GPU (docs/render.md section 6).
 
 Scene: a ~30k-face garment-like mesh covering most of a 1080^2 image (the render benchmark's).
 Runs only where CUDA and nvdiffrast are present (marked ``gpu``).
@@ -63,7 +63,7 @@ def _assert_close_on(name: str, ours: np.ndarray, theirs: np.ndarray, max_abs: f
       ratios of nearly cancelling products, where nvcc's fused multiply-adds and XLA's rounding
       differ in the last bits: 99.9990% of u, v, z/w values within 1e-4, at most 4.2e-3;
       interpolated colours 99.9992% within 1e-4, at most 2.8e-4.
-    - antialias: a pixel pair at a floating-point tie of the acceptance rules (RENDER.md
+    - antialias: a pixel pair at a floating-point tie of the acceptance rules (docs/render.md
       section 6) can be blended by one implementation and not the other, which changes that
       pixel by up to half the colour step: 99.9992% within 1e-4, at most 0.41.
     """

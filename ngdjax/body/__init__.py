@@ -1,1 +1,1 @@
-"""Body models behind one interface, and garment skinning (METHOD section 3)."""
+"""Body models behind one interface, and garment skinning (docs/method.md section 3)."""

@@ -1,4 +1,4 @@
-"""Garment skinning: weight transfer from any body model, and linear blend skinning (METHOD 3.3-3.4).
+"""Garment skinning: weight transfer from any body model, and linear blend skinning (docs/method.md 3.3-3.4).
 
 Written for any body: ``body_vertices`` (N, 3) and ``body_weights`` (N, K) of the body's own
 vertex count and bone count (SMPL: 6890 x 24; Anny has its own).

@@ -1,4 +1,4 @@
-"""SMPL-family body models from user-supplied files, in pure JAX (METHOD section 3.2).
+"""SMPL-family body models from user-supplied files, in pure JAX (docs/method.md section 3.2).
 
 The files are loaded through ``smplx`` (chumpy-free SMPL ``.pkl`` v1.1.0, or ``.npz`` with the
 same keys); the model's arrays are then used by pure-JAX functions (jittable, differentiable):

@@ -17,9 +17,9 @@ What is generated (``generate``), all deterministic from ``SynthConfig.seed``:
    the body occludes the garment exactly. Outputs per frame: RGB (textured garment with mild
    shading, shaded body, plain background, antialiased), garment mask (visible, front-facing
    garment pixels), occluders (body pixels over the garment), diffuse (clamp(n_z, 0, 1) on the
-   mask, METHOD section 5), depth (camera-space distance in metres on the mask).
+   mask, docs/method.md section 5.4), depth (camera-space distance in metres on the mask).
 
-:func:`measure_difficulty` measures the floors of ../shared/CONTRACTS.md on the generated data.
+:func:`measure_difficulty` measures the floors of docs/contracts.md section 7 on the generated data.
 """
 
 from __future__ import annotations
@@ -457,7 +457,7 @@ def write(sequence: SyntheticSequence, directory: str) -> None:
 # --- Difficulty, measured -----------------------------------------------------------------------
 
 def measure_difficulty(sequence: SyntheticSequence) -> dict:
-    """The floors of ../shared/CONTRACTS.md ("Synthetic difficulty") measured on generated data.
+    """The floors of docs/contracts.md section 7 ("The synthetic benchmark's difficulty") measured on generated data.
 
     - ``static_rms_m``: RMS vertex distance between the template and the true rest garment (the
       template's vertices moved as the truth is, so that it is defined on any truth mesh).

@@ -22,7 +22,7 @@ two FFI calls (wrap_torch2jax's would try ``torch.func.vjp``, which nvdiffrast's
 autograd Functions do not support, infer output shapes by running the op on meta tensors, and
 hand integer inputs non-float0 cotangents).
 
-DLPack rules followed (../shared/DEPS.md "JAX <-> torch"): tensors are detached before export;
+DLPack rules followed (docs/render.md section 8): tensors are detached before export;
 strided views are made contiguous; int32 stays int32; a torch function must never write into
 its inputs, which alias JAX memory (clone first if it needs to).
 
@@ -550,7 +550,7 @@ def antialias(
         color: (B, H, W, C) float32 image to antialias.
         rast: (B, H, W, 4) float32 from :func:`rasterize`; receives no gradient.
         clip_pos: (B, V, 4) or (V, 4) float32, the positions ``rast`` was made from.
-        tris: (F, 3) int32 welded triangles (shared vertices; see RENDER.md 5.1).
+        tris: (F, 3) int32 welded triangles (shared vertices; see docs/render.md 5.1).
         bridge: "eager" or "jit".
 
     Returns:

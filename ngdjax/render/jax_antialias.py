@@ -1,17 +1,17 @@
-"""Pure-JAX ``antialias`` with nvdiffrast 0.3.3 semantics (../shared/RENDER.md section 5).
+"""Pure-JAX ``antialias`` with nvdiffrast 0.3.3 semantics (docs/render.md section 5).
 
 Every pair of adjacent pixels whose triangle IDs differ is a candidate. When the front
 triangle's silhouette edge crosses the segment between the two pixel centres, one of the two
 colours moves toward the other by the signed weight ``alpha``; the gradient of ``alpha`` with
 respect to the edge's endpoints is the visibility gradient. The backward pass is a
-``jax.custom_vjp`` that follows RENDER.md 5.4 (including its 1e-3 px guard and the rule that a
+``jax.custom_vjp`` that follows docs/render.md 5.4 (including its 1e-3 px guard and the rule that a
 clamped pair, ``|alpha| = 0.5``, gives no position gradient), not autodiff of the forward.
 
 Layout: the pixel pairs of an image form two grids, the horizontal pairs (H, W-1)
 (p0 = (c, r), p1 = (c + 1, r)) and the vertical pairs (H-1, W) (p0 = (c, r), p1 = (c, r + 1)),
 read from and written back to the image through static slices and pads, so the blend is a
 deterministic sum; only the vertex gradient is a scatter-add. Vertical pairs take the image's y
-as their pair axis, so the x <-> y swap of RENDER.md 5.3 step 5 costs nothing.
+as their pair axis, so the x <-> y swap of docs/render.md 5.3 step 5 costs nothing.
 
 Cost: what does not depend on the pixel is done once per triangle (``_TriangleGeometry``: the
 corners projected to absolute pixel units ``px (1/pw) hx`` and the silhouette flags of the
@@ -24,7 +24,7 @@ Differences from nvdiffrast, all at the last-ulp level:
 - contributions are summed in a fixed order (nvdiffrast uses atomics); the position gradient
   is summed per triangle corner, then per vertex, in pixel units, and chained to clip space once
   per vertex (nvdiffrast chains every contribution before its atomic add);
-- the silhouette test (RENDER.md 5.3 step 4) is evaluated once per triangle on the corners and
+- the silhouette test (docs/render.md 5.3 step 4) is evaluated once per triangle on the corners and
   opposite vertices in absolute pixel units ``px (1/pw) hx``, not per pair on coordinates
   relative to the front pixel's centre. Translating all six points leaves the sign of each
   doubled area unchanged, so the two agree except in float-rounding ties (an area within a few
@@ -46,12 +46,12 @@ from jaxtyping import Array, Bool, Float, Int
 
 _WINDOW_LOW = -1.0 / 16.0  # accepted crossings: _WINDOW_LOW < delta < _WINDOW_HIGH (pixels)
 _WINDOW_HIGH = 1.0 + 1.0 / 16.0
-_GRADIENT_GUARD = 1e-3  # pixels, added to the edge's extent across the pair axis (RENDER.md 5.4)
+_GRADIENT_GUARD = 1e-3  # pixels, added to the edge's extent across the pair axis (docs/render.md 5.4)
 _DIRECTIONS = (False, True)  # ``vertical`` of the horizontal and of the vertical pairs
 
 
 class _TriangleGeometry(NamedTuple):
-    """Per-triangle, translation-invariant part of RENDER.md 5.3 steps 2-4, each field (F, 3).
+    """Per-triangle, translation-invariant part of docs/render.md 5.3 steps 2-4, each field (F, 3).
 
     Fields:
         corner_x, corner_y: float (clip_pos dtype), the corners in absolute pixel units,
@@ -95,7 +95,7 @@ class _Analysis(NamedTuple):
 
 
 class _PairFrame(NamedTuple):
-    """Where the pairs of one direction are measured from (RENDER.md 5.3 steps 1, 3, 5), each
+    """Where the pairs of one direction are measured from (docs/render.md 5.3 steps 1, 3, 5), each
     field (P, Q).
 
     Fields:
@@ -120,7 +120,7 @@ def antialias(
     tris: Int[Array, "F 3"],
     topology: Int[Array, "F 3"],
 ) -> Float[Array, "B H W C"]:
-    """Analytic antialiasing of silhouette edges (nvdiffrast ``antialias``, RENDER.md 5).
+    """Analytic antialiasing of silhouette edges (nvdiffrast ``antialias``, docs/render.md 5).
 
     Args:
         color: (B, H, W, C) float32 (any float dtype), the shaded image to antialias.
@@ -134,7 +134,7 @@ def antialias(
 
     Returns:
         (B, H, W, C) with color's dtype. Differentiable with respect to ``color`` and
-        ``clip_pos`` (RENDER.md 5.4; dL/dz is 0); no gradient flows to rast, tris or topology.
+        ``clip_pos`` (docs/render.md 5.4; dL/dz is 0); no gradient flows to rast, tris or topology.
     """
     batch, height, width = color.shape[:3]
     if rast.shape != (batch, height, width, 4):
@@ -202,7 +202,7 @@ def _add_at_pairs(
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward (RENDER.md 5.2-5.3).
+# Forward (docs/render.md 5.2-5.3).
 
 
 def _analyse(rast, clip_pos, tris, topology) -> _Analysis:
@@ -309,7 +309,7 @@ def _pair_frame(rast: Float[Array, "H W 4"], vertical: bool, dtype) -> _PairFram
 def _front_triangle(
     rast_p0: Float[Array, "P Q 2"], rast_p1: Float[Array, "P Q 2"]
 ) -> tuple[Bool[Array, "P Q"], Bool[Array, "P Q"], Int[Array, "P Q"]]:
-    """Candidate pairs and their front triangle (RENDER.md 5.2, 5.3 step 1).
+    """Candidate pairs and their front triangle (docs/render.md 5.2, 5.3 step 1).
 
     ``rast_p0``, ``rast_p1``: (z/w, triangle_id + 1) of the two pixels of every pair.
 
@@ -377,7 +377,7 @@ def _exit_edge(xa: list[Array], ya: list[Array], xb: list[Array], yb: list[Array
     Scores are compared by cross-multiplication (denominators made positive first), without
     division. Ties: edge 2 if strictly above both others, else edge 1 if strictly above edge 0,
     else edge 0. So when no edge crosses (a pixel covered only through the rasteriser's
-    snapping), k* = 0 and step 7 judges that edge's extended line, as RENDER.md reads literally.
+    snapping), k* = 0 and step 7 judges that edge's extended line, as docs/render.md reads literally.
     """
     crosses, numerator, denominator = [], [], []
     for k in range(3):
@@ -414,7 +414,7 @@ def _blend(
 
 
 # ---------------------------------------------------------------------------------------------
-# Backward (RENDER.md 5.4).
+# Backward (docs/render.md 5.4).
 
 
 def _pair_gradients(
@@ -437,7 +437,7 @@ def _pair_gradients(
 
 
 def _direction_gradients(pairs: _Pairs, vertical: bool, color_p0, color_p1, grad_p0, grad_p1):
-    """RENDER.md 5.4 for the pairs of one direction; colours and G (P, Q, C) read at p0 and p1.
+    """docs/render.md 5.4 for the pairs of one direction; colours and G (P, Q, C) read at p0 and p1.
 
     A pair is active when its alpha is not +0.0 (an accepted -0.0 is active but moves nothing).
     m is p0 when alpha > 0, else p1. Colour: p0 gets -alpha G[m], p1 gets +alpha G[m].

@@ -1,4 +1,4 @@
-"""Pure-JAX ``interpolate`` with nvdiffrast semantics (../shared/RENDER.md section 3).
+"""Pure-JAX ``interpolate`` with nvdiffrast semantics (docs/render.md section 3).
 
 ``out = u A[i0] + v A[i1] + (1 - u - v) A[i2]`` per covered pixel, 0 on background. Plain
 autodiff of this linear formula is exactly nvdiffrast's backward (attribute scatter-add and

@@ -1,8 +1,8 @@
-"""Pure-JAX rasterisation with nvdiffrast 0.3.3 semantics (../shared/RENDER.md sections 1-2).
+"""Pure-JAX rasterisation with nvdiffrast 0.3.3 semantics (docs/render.md sections 1-2).
 
 Visibility is decided as nvdiffrast's CUDA rasteriser does: vertices snapped to a 1/16-pixel
 grid (round half to even), exact integer edge functions with the top-left-style fill rule of
-RENDER.md section 1, point sampling at pixel centres, depth test less-or-equal with the higher
+docs/render.md section 1, point sampling at pixel centres, depth test less-or-equal with the higher
 triangle index winning exact ties. Then u, v, z/w are computed per pixel from the unsnapped clip
 positions (section 2.2). Only u and v carry gradients to ``clip_pos`` (section 2.4: the forward
 clamp is ignored and every 1/A is regularised to 1/(A + copysign(1e-6, A))).
@@ -224,7 +224,7 @@ def _check_capacity(total, capacity):
 
 
 def _homogeneous_barycentrics(corners: Float[Array, "N 3 4"], fx, fy, eps: float = 0.0):
-    """u, v, z/w at NDC pixel centre (fx, fy) by RENDER.md 2.2 (no division by w per vertex).
+    """u, v, z/w at NDC pixel centre (fx, fy) by docs/render.md 2.2 (no division by w per vertex).
 
     With ``eps > 0`` every 1/A becomes 1/(A + copysign(eps, A)) (the backward's regularisation).
     """
@@ -300,7 +300,7 @@ def unclamped_barycentrics_for_ids(
 ) -> Float[Array, "1 H W 4"]:
     """The function whose plain derivative is :func:`barycentrics_for_ids`' gradient: u and v
     neither clamped nor made finite, every 1/A regularised as the backward does, z/w without a
-    gradient (RENDER.md 2.4). Near edges the clamp is active (the ids come from 1/16-px snapped
+    gradient (docs/render.md 2.4). Near edges the clamp is active (the ids come from 1/16-px snapped
     vertices, u and v from the unsnapped ones), so finite differences of the clamped op disagree
     with its gradient by design there; finite differences of this function do not."""
     height, width = resolution

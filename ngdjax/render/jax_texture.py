@@ -1,4 +1,4 @@
-"""Pure-JAX bilinear ``texture`` with nvdiffrast semantics (../shared/RENDER.md section 4).
+"""Pure-JAX bilinear ``texture`` with nvdiffrast semantics (docs/render.md section 4).
 
 uv (0, 0) is the outer corner of texel (0, 0) (the first memory row); texel centres sit at
 ((i + 0.5)/w, (j + 0.5)/h). Filter: bilinear (nvdiffrast's ``'linear'``). Boundary modes

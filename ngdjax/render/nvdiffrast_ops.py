@@ -11,7 +11,7 @@ the GPU extra, ``pip install 'ngdjax[gpu]'``, which brings the PyPI package ``di
 - :func:`topology_hash` builds antialias's topology hash once per triangle tensor (cached by a key
   the caller chooses, see the function).
 - ``torch_rasterize`` / ``torch_interpolate`` / ``torch_antialias`` / ``torch_texture``: the ops
-  on torch tensors (torch autograd), in the project's conventions (../shared/RENDER.md; README.md
+  on torch tensors (torch autograd), in the project's conventions (docs/render.md; README.md
   here). They never write into their inputs, so inputs may alias JAX buffers (DLPack).
 - ``*_forward`` / ``*_backward``: the same ops as direct calls of the plugin's forward and
   gradient kernels (what nvdiffrast's autograd Functions call), for the bridges' explicit VJPs:
@@ -321,7 +321,7 @@ def torch_interpolate(attr: torch.Tensor, rast: torch.Tensor, tris: torch.Tensor
 def torch_antialias(
     color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, tris: torch.Tensor, topology
 ) -> torch.Tensor:
-    """Analytic antialiasing of silhouette edges (RENDER.md section 5).
+    """Analytic antialiasing of silhouette edges (docs/render.md section 5).
 
     Args:
         color: (B, H, W, C) float32.

@@ -1,4 +1,4 @@
-"""The render passes of the method (METHOD section 5), on any backend.
+"""The render passes of the method (docs/method.md section 5), on any backend.
 
 Geometry pass (one call per frame): clip positions from the camera, rasterise, interpolate
 view-space vertex normals and NDC depth, and from them

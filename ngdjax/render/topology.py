@@ -1,4 +1,4 @@
-"""Opposite-vertex table for ``antialias`` (../shared/RENDER.md section 5.1), host numpy.
+"""Opposite-vertex table for ``antialias`` (docs/render.md section 5.1), host numpy.
 
 ``opp[t, k]`` is the vertex of the neighbouring triangle across edge k of triangle t, or -1. Edge k
 is the edge that does not contain corner k: it runs from ``tris[t, (k+1) % 3]`` to
