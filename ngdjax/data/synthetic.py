@@ -99,7 +99,8 @@ class SynthConfig:
     target_edge_length: float = 0.015  # template edge length in metres (0.015: about 2.5k vertices)
     # The true garment's own mesh: the same procedure at this edge length (None: the template's
     # mesh and resolution; normal consistency against a truth that coarse favours a fit at the
-    # template's resolution over a refined one: README, "Results on the demo").
+    # template's resolution over a refined one: docs/method_notes.md, "Remeshing and normal
+    # consistency").
     truth_edge_length: float | None = None
     offset_m: float = 0.015  # template clearance from the skin
     render_backend: str = "jax"  # ngdjax.render.backend name ("auto" picks nvdiffrast on a GPU)
