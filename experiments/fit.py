@@ -125,6 +125,14 @@ def check_sequence_source(config):
     return synth_config
 
 
+def ensure_sequence(config) -> None:
+    """Generate the sequence of ``data.synth_config`` into ``data.sequence`` when that holds none
+    (and is new or empty); raise InputError when it may not be generated there."""
+    synth_config = check_sequence_source(config)
+    if synth_config is not None:
+        generate_sequence(synth_config, config.data.sequence, config.data.synth_config)
+
+
 def generate_sequence(synth_config, directory: str, source: str) -> None:
     """Generate the synthetic sequence of ``synth_config`` into ``directory`` (new or empty)."""
     from tqdm import tqdm

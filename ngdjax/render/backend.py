@@ -67,11 +67,15 @@ def get_renderer(name: str = "auto") -> Renderer:
     """
     if name not in BACKENDS:
         raise ValueError(f"render backend {name!r} is not one of {BACKENDS}")
-    if name == "auto":
+    if name != "jax":
         from ngdjax.render.nvdiffrast_ops import nvdiffrast_available
 
-        name = "nvdiffrast-jit" if nvdiffrast_available() else "jax"
-        log.info("render backend: %s (auto)", name)
+        if name == "auto":
+            name = "nvdiffrast-jit" if nvdiffrast_available() else "jax"
+            log.info("render backend: %s (auto)", name)
+        elif not nvdiffrast_available():
+            raise ValueError(f"{name} needs a CUDA GPU and the gpu extra (pip install 'ngdjax[gpu]'); "
+                             "use render=jax or render=auto")
     if name == "jax":
         return _with_checks(_jax_renderer())
     return _with_checks(_nvdiffrast_renderer(jit=name == "nvdiffrast-jit"))
