@@ -62,7 +62,7 @@ def _torch_step(clip, tris, colours, weights, resolution: int):
     """Plain nvdiffrast in torch, one rasteriser context and topology hash for the run: the floor."""
     import torch
 
-    from ngdjax.render import nvdiffrast_ops as nv
+    from ngdjax.render.nvdiffrast import kernels as nv
 
     pos = torch.from_dlpack(clip).clone()[None].requires_grad_(True)
     col = torch.from_dlpack(colours).clone().requires_grad_(True)

@@ -244,7 +244,7 @@ class NvdiffrastRender:
     """The geometry pass of docs/method.md 5 with plain nvdiffrast (the original's AlphaRenderer)."""
 
     def __init__(self, tris: torch.Tensor, resolution: tuple[int, int]):
-        from ngdjax.render import nvdiffrast_ops as nv
+        from ngdjax.render.nvdiffrast import kernels as nv
 
         self.nv, self.tris, self.resolution = nv, tris, tuple(resolution)
         nv.cuda_context(tris.device)  # the run's one RasterizeCudaContext

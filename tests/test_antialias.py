@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ngdjax import mesh, procedural
-from ngdjax.render.jax_antialias import antialias
+from ngdjax.render.jax.antialias import antialias
 from ngdjax.render.topology import antialias_topology
 
 HEIGHT, WIDTH = 20, 24

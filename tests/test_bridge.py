@@ -1,4 +1,5 @@
-"""The torch <-> JAX bridges (ngdjax/render/bridge.py) and nvdiffrast loading.
+"""The torch <-> JAX bridges (ngdjax/render/torch_bridge.py) and the nvdiffrast backend
+(ngdjax/render/nvdiffrast/: loading, kernels, ops).
 
 CPU: the eager DLPack custom_vjp bridge is exercised with a torch stand-in for interpolate,
 checked against a pure-JAX interpolate (outputs and gradients to 1e-6), and with a stand-in op
@@ -21,7 +22,10 @@ import numpy as np
 import pytest
 import torch
 
-from ngdjax.render import bridge, nvdiffrast_ops
+from ngdjax.render import torch_bridge
+from ngdjax.render.jax.interpolate import interpolate as project_interpolate
+from ngdjax.render.nvdiffrast import kernels, loader
+from ngdjax.render.nvdiffrast import ops as nv_ops
 
 TOL = 1e-6
 
@@ -75,7 +79,7 @@ def reference_interpolate_and_grads(attr, rast, tris, weights):
     return jax_interpolate(attr, rast, tris), grads
 
 
-bridged_interpolate = bridge.eager_bridge(torch_interpolate, (True, True, False), name="interpolate stand-in")
+bridged_interpolate = torch_bridge.eager_bridge(torch_interpolate, (True, True, False), name="interpolate stand-in")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,10 +104,6 @@ def test_eager_bridge_matches_jax_outputs_and_gradients():
 
 
 def test_eager_bridge_matches_project_jax_interpolate():
-    if importlib.util.find_spec("ngdjax.render.jax_interpolate") is None:
-        pytest.skip("ngdjax/render/jax_interpolate.py does not exist yet")
-    from ngdjax.render.jax_interpolate import interpolate as project_interpolate
-
     attr, rast, tris, weights = random_scene(seed=1)
     project = jax.jit(lambda attr, rast, tris: project_interpolate(attr, rast, tris))
     np.testing.assert_allclose(bridged_interpolate(attr, rast, tris), project(attr, rast, tris), atol=TOL, rtol=0)
@@ -117,7 +117,7 @@ def test_eager_bridge_value_and_grad_and_tuple_outputs():
     def torch_two_outputs(x, scale):
         return x * scale, (x * x).sum()
 
-    two = bridge.eager_bridge(torch_two_outputs, (True, True))
+    two = torch_bridge.eager_bridge(torch_two_outputs, (True, True))
     x, scale = jnp.arange(6.0, dtype=jnp.float32).reshape(2, 3), jnp.float32(3.0)
     doubled, sum_sq = two(x, scale)
     assert isinstance(two(x, scale), tuple)
@@ -132,7 +132,7 @@ def test_eager_bridge_value_and_grad_and_tuple_outputs():
 
 
 def test_unused_differentiable_input_gets_zero_gradient():
-    first_only = bridge.eager_bridge(lambda a, b: a * 2.0, (True, True))
+    first_only = torch_bridge.eager_bridge(lambda a, b: a * 2.0, (True, True))
     a, b = jnp.ones(3, dtype=jnp.float32), jnp.ones(4, dtype=jnp.float32)
     ga, gb = jax.grad(lambda a, b: jnp.sum(first_only(a, b)), argnums=(0, 1))(a, b)
     np.testing.assert_allclose(ga, 2.0)
@@ -141,34 +141,34 @@ def test_unused_differentiable_input_gets_zero_gradient():
 
 def test_eager_bridge_raises_a_clear_error_under_jit():
     attr, rast, tris, weights = random_scene()
-    with pytest.raises(bridge.BridgeTracingError, match="bridge='jit'"):
+    with pytest.raises(torch_bridge.BridgeTracingError, match="bridge='jit'"):
         jax.jit(bridged_interpolate)(attr, rast, tris)
-    with pytest.raises(bridge.BridgeTracingError, match="jax.jit"):
+    with pytest.raises(torch_bridge.BridgeTracingError, match="jax.jit"):
         jax.jit(jax.grad(interpolate_loss(bridged_interpolate, weights)))(attr, rast, tris)
 
 
 def test_dlpack_exchange_is_zero_copy():
     x = jnp.arange(64, dtype=jnp.float32).reshape(8, 8) + 1.0
-    tensor = bridge.jax_to_torch(x)
+    tensor = torch_bridge.jax_to_torch(x)
     assert tensor.data_ptr() == x.unsafe_buffer_pointer()
 
     t = torch.arange(64, dtype=torch.float32).reshape(8, 8)
-    back = bridge.torch_to_jax(t)
+    back = torch_bridge.torch_to_jax(t)
     assert back.unsafe_buffer_pointer() == t.data_ptr()
     np.testing.assert_array_equal(back, t.numpy())
 
 
 def test_torch_to_jax_detaches_and_makes_strided_views_contiguous():
     t = torch.arange(12, dtype=torch.float32).reshape(3, 4).requires_grad_(True)
-    transposed = bridge.torch_to_jax(t.T)
+    transposed = torch_bridge.torch_to_jax(t.T)
     assert transposed.shape == (4, 3)
     np.testing.assert_array_equal(transposed, t.detach().numpy().T)
 
 
 def test_int32_passes_without_dtype_change():
     tris = jnp.arange(12, dtype=jnp.int32).reshape(4, 3)
-    assert bridge.jax_to_torch(tris).dtype == torch.int32
-    assert bridge.torch_to_jax(torch.zeros(3, dtype=torch.int32)).dtype == jnp.int32
+    assert torch_bridge.jax_to_torch(tris).dtype == torch.int32
+    assert torch_bridge.torch_to_jax(torch.zeros(3, dtype=torch.int32)).dtype == jnp.int32
 
     seen = {}
 
@@ -176,7 +176,7 @@ def test_int32_passes_without_dtype_change():
         seen["dtype"] = tris_t.dtype
         return tris_t + 1, x_t * 2.0
 
-    through = bridge.eager_bridge(record, (False, True))
+    through = torch_bridge.eager_bridge(record, (False, True))
     shifted, _ = through(tris, jnp.ones(2, dtype=jnp.float32))
     assert seen["dtype"] == torch.int32
     assert shifted.dtype == jnp.int32
@@ -188,7 +188,7 @@ def test_int32_passes_without_dtype_change():
 # Explicit-backward ops (TorchOp): a residual from the forward, no forward re-run
 
 
-def normalized_gather_op(counts: dict) -> bridge.TorchOp:
+def normalized_gather_op(counts: dict) -> torch_bridge.TorchOp:
     """(x (N,) f32, perm (N,) i32) -> x[perm] / |x|, with |x| (1,) as a residual; counts calls."""
 
     def forward(x, perm):
@@ -202,7 +202,7 @@ def normalized_gather_op(counts: dict) -> bridge.TorchOp:
         u = torch.zeros_like(dy).index_add_(0, perm.long(), dy)  # perm^T dy
         return (u / norm - x * (x * u).sum() / norm**3,)
 
-    return bridge.TorchOp(forward, backward, (True, False))
+    return torch_bridge.TorchOp(forward, backward, (True, False))
 
 
 def normalized_gather_scene():
@@ -218,7 +218,7 @@ def normalized_gather_scene():
 def test_eager_op_bridge_uses_the_explicit_backward_and_its_residuals():
     counts = {}
     x, perm, loss, (expected_value, expected_grad) = normalized_gather_scene()
-    value, grad = jax.value_and_grad(loss(bridge.eager_op_bridge(normalized_gather_op(counts))))(x)
+    value, grad = jax.value_and_grad(loss(torch_bridge.eager_op_bridge(normalized_gather_op(counts))))(x)
     np.testing.assert_allclose(value, expected_value, rtol=1e-5)
     np.testing.assert_allclose(grad, expected_grad, atol=TOL)
     assert counts == {"forward": 1, "backward": 1}  # the forward is not re-run by the backward
@@ -231,7 +231,7 @@ def test_jit_op_bridge_passes_residuals_between_ffi_calls_on_cpu():
     counts = {}
     x, perm, loss, (expected_value, expected_grad) = normalized_gather_scene()
     output, residual = jax.ShapeDtypeStruct(x.shape, jnp.float32), jax.ShapeDtypeStruct((1,), jnp.float32)
-    op = bridge.jit_op_bridge(normalized_gather_op(counts), bridge._avals((x, perm)), output, (residual,))
+    op = torch_bridge.jit_op_bridge(normalized_gather_op(counts), torch_bridge._avals((x, perm)), output, (residual,))
     value, grad = jax.jit(jax.value_and_grad(loss(op)))(x)
     np.testing.assert_allclose(value, expected_value, rtol=1e-5)
     np.testing.assert_allclose(grad, expected_grad, atol=TOL)
@@ -246,7 +246,8 @@ def test_jit_bridge_matches_eager_bridge_on_cpu():
     pytest.importorskip("wrap_torch2jax")
     attr, rast, tris, weights = random_scene(seed=2)
     output = jax.ShapeDtypeStruct((*rast.shape[:3], attr.shape[1]), jnp.float32)
-    in_jit = bridge.jit_bridge(torch_interpolate, (True, True, False), bridge._avals((attr, rast, tris)), output)
+    avals = torch_bridge._avals((attr, rast, tris))
+    in_jit = torch_bridge.jit_bridge(torch_interpolate, (True, True, False), avals, output)
     expected, expected_grads = reference_interpolate_and_grads(attr, rast, tris, weights)
     np.testing.assert_allclose(jax.jit(in_jit)(attr, rast, tris), expected, atol=TOL)
     grads = jax.jit(jax.grad(interpolate_loss(in_jit, weights), argnums=(0, 1)))(attr, rast, tris)
@@ -259,7 +260,7 @@ def test_jit_bridge_matches_eager_bridge_on_cpu():
 
 
 def test_nvdiffrast_available_is_false_without_cuda_and_never_raises():
-    available = nvdiffrast_ops.nvdiffrast_available()
+    available = loader.nvdiffrast_available()
     assert isinstance(available, bool)
     if not torch.cuda.is_available():
         assert available is False
@@ -268,10 +269,10 @@ def test_nvdiffrast_available_is_false_without_cuda_and_never_raises():
 def test_missing_nvdiffrast_names_the_pip_extra():
     if importlib.util.find_spec("nvdiffrast") is not None:
         pytest.skip("nvdiffrast is installed here")
-    with pytest.raises(nvdiffrast_ops.NvdiffrastUnavailableError, match=r"ngdjax\[gpu\].*diffrp-nvdiffrast"):
-        nvdiffrast_ops.load_nvdiffrast()
-    with pytest.raises(nvdiffrast_ops.NvdiffrastUnavailableError, match=r"ngdjax\[gpu\]"):
-        bridge.rasterize(jnp.zeros((3, 4), jnp.float32), jnp.zeros((1, 3), jnp.int32), (4, 4))
+    with pytest.raises(loader.NvdiffrastUnavailableError, match=r"ngdjax\[gpu\].*diffrp-nvdiffrast"):
+        loader.load_nvdiffrast()
+    with pytest.raises(loader.NvdiffrastUnavailableError, match=r"ngdjax\[gpu\]"):
+        nv_ops.rasterize(jnp.zeros((3, 4), jnp.float32), jnp.zeros((1, 3), jnp.int32), (4, 4))
 
 
 def test_loader_fix_registers_python_modules_once(monkeypatch):
@@ -285,8 +286,8 @@ def test_loader_fix_registers_python_modules_once(monkeypatch):
 
     monkeypatch.setattr(cpp_extension, "_import_module_from_library", fake_import)
     monkeypatch.delitem(sys.modules, "ngdjax_fake_plugin", raising=False)
-    nvdiffrast_ops.apply_loader_fix()
-    nvdiffrast_ops.apply_loader_fix()  # idempotent: wraps once
+    loader.apply_loader_fix()
+    loader.apply_loader_fix()  # idempotent: wraps once
     wrapped = cpp_extension._import_module_from_library
     assert wrapped.__wrapped__ is fake_import
 
@@ -322,25 +323,25 @@ def stand_in_nvdiffrast(tmp_path, monkeypatch):
 
 
 def test_warp_safe_sources_patch_a_cached_copy_and_map_the_paths(tmp_path, stand_in_nvdiffrast):
-    package = stand_in_nvdiffrast(f"a\n{nvdiffrast_ops._COALESCING_GUARD}\nb\n")
-    [source] = nvdiffrast_ops.warp_safe_sources([str(package / "common" / "rasterize.cu")])
+    package = stand_in_nvdiffrast(f"a\n{loader._COALESCING_GUARD}\nb\n")
+    [source] = loader.warp_safe_sources([str(package / "common" / "rasterize.cu")])
     assert source.startswith(str(tmp_path / "cache" / "ngdjax" / "nvdiffrast-warpsafe-"))
     assert open(source).read() == "// kernel\n"
     patched = open(os.path.join(os.path.dirname(source), "common.h")).read()
-    assert nvdiffrast_ops._COALESCING_GUARD not in patched and "#if 0 // ngdjax" in patched
-    assert (package / "common" / "common.h").read_text().count(nvdiffrast_ops._COALESCING_GUARD) == 1
+    assert loader._COALESCING_GUARD not in patched and "#if 0 // ngdjax" in patched
+    assert (package / "common" / "common.h").read_text().count(loader._COALESCING_GUARD) == 1
     assert not [name for name in os.listdir(os.path.dirname(source)) if name.endswith(".tmp")]
 
 
 def test_warp_safe_sources_refuse_an_unknown_nvdiffrast(stand_in_nvdiffrast):
     package = stand_in_nvdiffrast("no such block\n")
     with pytest.raises(RuntimeError, match="not supported"):
-        nvdiffrast_ops.warp_safe_sources([str(package / "common" / "rasterize.cu")])
+        loader.warp_safe_sources([str(package / "common" / "rasterize.cu")])
 
 
 def test_unknown_bridge_is_rejected():
     with pytest.raises(ValueError, match="'eager' or 'jit'"):
-        bridge.ops_for("torch")
+        nv_ops.ops_for("torch")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,11 +392,11 @@ def render_loss(ops, tris, weights, resolution, antialias_moves_vertices=False):
 
 def torch_render_and_grads(clip_pos, colours, tex, uv_attr, tris, weights, antialias_moves_vertices=False):
     """The same render in plain nvdiffrast + torch autograd: images and grads, as numpy."""
-    dr = nvdiffrast_ops.require_nvdiffrast()
+    dr = loader.require_nvdiffrast()
     leaf = lambda a: torch.from_dlpack(a).clone().requires_grad_(True)  # noqa: E731
     pos, col, tx, uva = leaf(clip_pos), leaf(colours), leaf(tex), leaf(uv_attr)
     tri, w = torch.from_dlpack(tris).clone(), torch.from_dlpack(weights).clone()
-    rast, _ = dr.rasterize(nvdiffrast_ops.cuda_context(), pos, tri, tuple(weights.shape[1:3]), grad_db=False)
+    rast, _ = dr.rasterize(kernels.cuda_context(), pos, tri, tuple(weights.shape[1:3]), grad_db=False)
     aa_pos = pos if antialias_moves_vertices else pos.detach()
     shaded = dr.antialias(dr.interpolate(col, rast, tri)[0], rast, aa_pos, tri)
     textured = dr.texture(tx, dr.interpolate(uva, rast, tri)[0], filter_mode="linear", boundary_mode="wrap")
@@ -419,13 +420,13 @@ def test_gpu_eager_in_jit_and_plain_nvdiffrast_agree():
     """rasterize + interpolate + antialias + texture: outputs and gradients, eager vs in-jit vs
     plain nvdiffrast. clip_pos gets its gradient through rasterize's u, v here (antialias's
     position gradient is the next test's)."""
-    assert nvdiffrast_ops.nvdiffrast_available(), "nvdiffrast or CUDA missing on this GPU machine"
+    assert loader.nvdiffrast_available(), "nvdiffrast or CUDA missing on this GPU machine"
     clip_pos, tris, colours, tex, uv_attr, weights = gpu_scene()
     resolution = (weights.shape[1], weights.shape[2])
     args, argnums = (clip_pos, colours, tex, uv_attr), (0, 1, 2, 3)
-    eager = jax.value_and_grad(render_loss(bridge.ops_for("eager"), tris, weights, resolution), argnums, has_aux=True)
+    eager = jax.value_and_grad(render_loss(nv_ops.ops_for("eager"), tris, weights, resolution), argnums, has_aux=True)
     in_jit = jax.jit(
-        jax.value_and_grad(render_loss(bridge.ops_for("jit"), tris, weights, resolution), argnums, has_aux=True)
+        jax.value_and_grad(render_loss(nv_ops.ops_for("jit"), tris, weights, resolution), argnums, has_aux=True)
     )
     (value_e, images_e), grads_e = eager(*args)
     (value_j, images_j), grads_j = in_jit(*args)
@@ -450,8 +451,8 @@ def test_gpu_eager_in_jit_and_plain_nvdiffrast_agree():
 @pytest.mark.gpu
 def test_gpu_antialias_position_gradient_is_reproducible_and_same_through_both_bridges():
     """Antialias's visibility gradient to clip_pos: plain nvdiffrast is reproducible run to run
-    (stock 0.3.3 is not on Hopper: its coalesced atomics race, see nvdiffrast_ops's warp-safe
-    build), and eager, in-jit and plain nvdiffrast agree."""
+    (stock 0.3.3 is not on Hopper: its coalesced atomics race, see the warp-safe build in
+    ngdjax/render/nvdiffrast/loader.py), and eager, in-jit and plain nvdiffrast agree."""
     clip_pos, tris, colours, tex, uv_attr, weights = gpu_scene()
     resolution = (weights.shape[1], weights.shape[2])
     args = (clip_pos, colours, tex, uv_attr)
@@ -465,8 +466,8 @@ def test_gpu_antialias_position_gradient_is_reproducible_and_same_through_both_b
     scale = float(np.abs(plain[0]).max())
     for again in plain[1:]:
         np.testing.assert_allclose(again, plain[0], atol=1e-5 * scale, err_msg="plain nvdiffrast run to run")
-    for name, got in (("eager", pos_grad(bridge.ops_for("eager"), jit=False)),
-                      ("in-jit", pos_grad(bridge.ops_for("jit"), jit=True))):
+    for name, got in (("eager", pos_grad(nv_ops.ops_for("eager"), jit=False)),
+                      ("in-jit", pos_grad(nv_ops.ops_for("jit"), jit=True))):
         np.testing.assert_allclose(got, plain[0], atol=1e-5 * scale, rtol=1e-4, err_msg=name)
 
 
@@ -478,14 +479,14 @@ def test_gpu_in_jit_backward_calls_gradient_kernels_without_rerunning_forwards(m
     counts = {}
     for op in ("rasterize", "interpolate", "antialias", "texture"):
         for part in ("forward", "backward"):
-            name, original = f"{op}_{part}", getattr(nvdiffrast_ops, f"{op}_{part}")
+            name, original = f"{op}_{part}", getattr(kernels, f"{op}_{part}")
 
             def counted(*args, _name=name, _original=original):
                 counts[_name] = counts.get(_name, 0) + 1
                 return _original(*args)
 
-            monkeypatch.setattr(nvdiffrast_ops, name, counted)
-    loss = render_loss(bridge.ops_for("jit"), tris, weights, resolution, antialias_moves_vertices=True)
+            monkeypatch.setattr(kernels, name, counted)
+    loss = render_loss(nv_ops.ops_for("jit"), tris, weights, resolution, antialias_moves_vertices=True)
     step = jax.jit(jax.value_and_grad(lambda *a: loss(*a)[0], argnums=(0, 1, 2, 3)))
     jax.block_until_ready(step(clip_pos, colours, tex, uv_attr))
     once = {"rasterize": 1, "interpolate": 2, "antialias": 1, "texture": 1}
@@ -498,7 +499,7 @@ def test_gpu_antialias_backward_can_reuse_its_work_buffer():
     both times (its work buffer's counter is reset by each backward; were it not, the second
     would find no work left and return no position gradient)."""
     clip_pos, tris, colours, tex, uv_attr, weights = gpu_scene()
-    ops = bridge.ops_for("jit")
+    ops = nv_ops.ops_for("jit")
     rast = jax.jit(lambda p: ops.rasterize(p, tris, weights.shape[1:3]))(clip_pos)
     color = jax.jit(lambda c: ops.interpolate(c, rast, tris))(colours)
     _, pullback = jax.vjp(jax.jit(lambda c, p: ops.antialias(c, rast, p, tris)), color, clip_pos)
@@ -510,4 +511,4 @@ def test_gpu_antialias_backward_can_reuse_its_work_buffer():
 
 @pytest.mark.gpu
 def test_gpu_context_is_one_per_device():
-    assert nvdiffrast_ops.cuda_context() is nvdiffrast_ops.cuda_context(torch.device("cuda"))
+    assert kernels.cuda_context() is kernels.cuda_context(torch.device("cuda"))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from ngdjax.render.jax_interpolate import interpolate
-from ngdjax.render.jax_rasterize import rasterize
-from ngdjax.render.jax_texture import texture
+from ngdjax.render.jax.interpolate import interpolate
+from ngdjax.render.jax.rasterize import rasterize
+from ngdjax.render.jax.texture import texture
 
 
 def _naive_rasterize(clip_pos: np.ndarray, tris: np.ndarray, height: int, width: int) -> np.ndarray:

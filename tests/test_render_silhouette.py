@@ -77,3 +77,26 @@ def test_bad_render_inputs_raise_before_any_kernel(clip_pos, tris, resolution, m
     renderer = get_renderer("jax")
     with pytest.raises(InputError, match=message):
         renderer.rasterize(jnp.asarray(clip_pos, jnp.float32), jnp.asarray(tris), resolution)
+
+
+_RAST, _COLOR, _CLIP, _TRIS = np.zeros((1, 2, 2, 4)), np.zeros((1, 2, 2, 3)), np.eye(3, 4), np.array([[0, 1, 2]])
+
+
+@pytest.mark.parametrize(
+    "op, args, message",
+    [
+        ("interpolate", (np.zeros(3), _RAST, _TRIS), r"interpolate: attr must have shape \(V, C\) or \(B, V, C\)"),
+        ("interpolate", (np.zeros((3, 2)), _COLOR, _TRIS), r"interpolate: rast must have shape \(B, H, W, 4\)"),
+        ("interpolate", (np.zeros((3, 2)), _RAST, np.array([[0, 1]])), r"interpolate: tris must have shape \(F, 3\)"),
+        ("antialias", (np.zeros((1, 2, 3, 3)), _RAST, _CLIP, _TRIS), r"antialias: image must have shape \(1, 2, 2\)"),
+        ("antialias", (_COLOR, _RAST, np.zeros((3, 3)), _TRIS), r"antialias: clip_pos must have shape \(V, 4\)"),
+        ("antialias", (_COLOR, _RAST, _CLIP, np.array([0, 1, 2])), r"antialias: tris must have shape \(F, 3\)"),
+        ("texture", (np.zeros((4, 4)), np.zeros((1, 2, 2, 2))), r"texture: tex must have shape \(h, w, C\)"),
+        ("texture", (np.zeros((4, 4, 3)), np.zeros((1, 2, 2, 3))), r"texture: uv must have shape \(B, H, W, 2\)"),
+    ],
+)
+def test_bad_op_inputs_raise_before_any_kernel(op, args, message):
+    """The checks of ngdjax.render.checks run in front of every backend's interpolate, antialias
+    and texture (here the jax backend's; the nvdiffrast backends get the same wrapper)."""
+    with pytest.raises(InputError, match=message):
+        getattr(get_renderer("jax"), op)(*(jnp.asarray(a) for a in args))

@@ -12,7 +12,9 @@ and our signatures (see ``ngdjax/render/README.md``):
 Backends: ``jax`` (pure JAX, CPU or GPU, inside ``jax.jit``), ``nvdiffrast-jit`` (nvdiffrast's
 CUDA ops inside ``jax.jit`` through wrap_torch2jax), ``nvdiffrast-eager`` (nvdiffrast through a
 DLPack ``custom_vjp``; ``jax.grad`` works but not ``jax.jit``). ``auto`` picks ``nvdiffrast-jit``
-when CUDA and the packages are present, else ``jax``, and logs the choice.
+when CUDA and the packages are present, else ``jax``, and logs the choice. The ops live in
+``ngdjax/render/jax/`` and ``ngdjax/render/nvdiffrast/``; every backend's ops get the same input
+checks in front (:mod:`ngdjax.render.checks`, raising :class:`ngdjax.errors.InputError`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ import functools
 import logging
 from typing import Callable, Literal, NamedTuple, get_args
 
-from ngdjax.render.checks import check_image_inputs, check_rasterize_inputs
+from ngdjax.render.checks import (
+    check_antialias_inputs,
+    check_interpolate_inputs,
+    check_rasterize_inputs,
+    check_texture_inputs,
+)
 
 log = logging.getLogger("ngdjax")
 
@@ -40,21 +47,26 @@ class Renderer(NamedTuple):
 
 
 def _with_checks(renderer: Renderer) -> Renderer:
-    """The same renderer with the input checks of :mod:`ngdjax.render.checks` in front of its ops."""
+    """The same renderer with the input checks of :mod:`ngdjax.render.checks` in front of its ops
+    (the only checks: no backend repeats them)."""
 
     def rasterize(clip_pos, tris, resolution, *args, **kwargs):
         check_rasterize_inputs(clip_pos, tris, resolution)
         return renderer.rasterize(clip_pos, tris, tuple(int(n) for n in resolution), *args, **kwargs)
 
     def antialias(color, rast, clip_pos, tris, topology=None):
-        check_image_inputs("antialias", color, rast)
+        check_antialias_inputs(color, rast, clip_pos, tris)
         return renderer.antialias(color, rast, clip_pos, tris, topology)
 
     def interpolate(attr, rast, tris):
-        check_image_inputs("interpolate", None, rast)
+        check_interpolate_inputs(attr, rast, tris)
         return renderer.interpolate(attr, rast, tris)
 
-    return renderer._replace(rasterize=rasterize, interpolate=interpolate, antialias=antialias)
+    def texture(tex, uv, *args, **kwargs):
+        check_texture_inputs(tex, uv)
+        return renderer.texture(tex, uv, *args, **kwargs)
+
+    return renderer._replace(rasterize=rasterize, interpolate=interpolate, antialias=antialias, texture=texture)
 
 
 @functools.cache
@@ -68,7 +80,7 @@ def get_renderer(name: str = "auto") -> Renderer:
     if name not in BACKENDS:
         raise ValueError(f"render backend {name!r} is not one of {BACKENDS}")
     if name != "jax":
-        from ngdjax.render.nvdiffrast_ops import nvdiffrast_available
+        from ngdjax.render.nvdiffrast import nvdiffrast_available
 
         if name == "auto":
             name = "nvdiffrast-jit" if nvdiffrast_available() else "jax"
@@ -82,18 +94,18 @@ def get_renderer(name: str = "auto") -> Renderer:
 
 
 def _jax_renderer() -> Renderer:
-    from ngdjax.render.jax_antialias import antialias
-    from ngdjax.render.jax_interpolate import interpolate
-    from ngdjax.render.jax_rasterize import rasterize
-    from ngdjax.render.jax_texture import texture
+    from ngdjax.render.jax.antialias import antialias
+    from ngdjax.render.jax.interpolate import interpolate
+    from ngdjax.render.jax.rasterize import rasterize
+    from ngdjax.render.jax.texture import texture
 
     return Renderer("jax", rasterize, interpolate, antialias, texture)
 
 
 def _nvdiffrast_renderer(jit: bool) -> Renderer:
-    from ngdjax.render import bridge
+    from ngdjax.render.nvdiffrast import ops_for
 
-    ops = bridge.ops_for("jit" if jit else "eager")
+    ops = ops_for("jit" if jit else "eager")
     return Renderer(
         "nvdiffrast-jit" if jit else "nvdiffrast-eager",
         ops.rasterize,

@@ -1,4 +1,5 @@
-"""Input checks shared by every render backend, run before any kernel.
+"""Input checks shared by every render backend, run before any kernel (the one place for them:
+:func:`ngdjax.render.backend.get_renderer` puts them in front of every backend's ops).
 
 Shapes, dtypes and the resolution are checked always (also on jit tracers); values (NaN/inf
 positions, triangle indices out of range) whenever the arrays are concrete, i.e. outside
@@ -59,3 +60,39 @@ def check_image_inputs(op: str, image, rast) -> None:
         raise InputError(f"{op}: rast must have shape (B, H, W, 4), got {tuple(rast.shape)}")
     if image is not None and (image.ndim != 4 or tuple(image.shape[:3]) != tuple(rast.shape[:3])):
         raise InputError(f"{op}: image must have shape {tuple(rast.shape[:3])} + (C,), got {tuple(image.shape)}")
+
+
+def _shape_problems(
+    op: str, name: str, array, ndims: tuple[int, ...], expected: str, last: int | None = None
+) -> list[str]:
+    """One problem line when ``array`` has none of ``ndims`` axes (or a last axis other than
+    ``last``), else none; ``expected`` spells the allowed shapes."""
+    if array.ndim in ndims and (last is None or array.shape[-1] == last):
+        return []
+    return [f"{op}: {name} must have shape {expected}, got {tuple(array.shape)}"]
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise InputError(*problems)
+
+
+def check_interpolate_inputs(attr, rast, tris) -> None:
+    """Check ``interpolate``'s arguments: attr (V, C) or (B, V, C), rast (B, H, W, 4), tris (F, 3)."""
+    check_image_inputs("interpolate", None, rast)
+    _raise(_shape_problems("interpolate", "attr", attr, (2, 3), "(V, C) or (B, V, C)")
+           + _shape_problems("interpolate", "tris", tris, (2,), "(F, 3)", last=3))
+
+
+def check_antialias_inputs(color, rast, clip_pos, tris) -> None:
+    """Check ``antialias``'s arguments: color (B, H, W, C) against rast (B, H, W, 4), clip_pos
+    (V, 4) or (B, V, 4), tris (F, 3)."""
+    check_image_inputs("antialias", color, rast)
+    _raise(_shape_problems("antialias", "clip_pos", clip_pos, (2, 3), "(V, 4) or (B, V, 4)", last=4)
+           + _shape_problems("antialias", "tris", tris, (2,), "(F, 3)", last=3))
+
+
+def check_texture_inputs(tex, uv) -> None:
+    """Check ``texture``'s arguments: tex (h, w, C) or (B, h, w, C), uv (B, H, W, 2)."""
+    _raise(_shape_problems("texture", "tex", tex, (3, 4), "(h, w, C) or (B, h, w, C)")
+           + _shape_problems("texture", "uv", uv, (4,), "(B, H, W, 2)", last=2))

@@ -1,4 +1,7 @@
-"""torch ops as JAX functions: an eager DLPack bridge and an in-jit bridge (wrap_torch2jax).
+"""torch functions as JAX functions: an eager DLPack bridge and an in-jit bridge (wrap_torch2jax).
+
+Generic: nothing here knows which torch functions are bridged (the nvdiffrast ops are built on it
+in :mod:`ngdjax.render.nvdiffrast.ops`).
 
 A :class:`TorchOp` is a torch forward with an explicit backward: the forward returns its outputs
 and any residuals the backward needs (device tensors of shapes known from the inputs' shapes);
@@ -12,46 +15,37 @@ bridges turn one into a JAX function with a ``jax.custom_vjp``:
 - :func:`jit_op_bridge`: forward and backward run inside the XLA program as wrap_torch2jax FFI
   calls (zero-copy inputs, on XLA's CUDA stream; residuals are extra FFI outputs, so they stay on
   the device). Shapes and dtypes are fixed per wrapped op, so :func:`cached_jit_bridge` keeps one
-  per (op, static parameters, input shapes/dtypes) and the ops below use it.
+  per (op, static parameters, input shapes/dtypes).
 
-The nvdiffrast ops use nvdiffrast's own gradient kernels (``nvdiffrast_ops.*_backward``): a
-backward never re-runs a forward. Any torch function ``f(*tensors)`` can be bridged too, with
-:func:`eager_bridge` / :func:`jit_bridge`: its backward (:func:`torch_vjp`) re-runs ``f`` with
-autograd on and calls ``torch.autograd.grad``. The in-jit VJP is our own ``jax.custom_vjp`` over
-two FFI calls (wrap_torch2jax's would try ``torch.func.vjp``, which nvdiffrast's old-style
-autograd Functions do not support, infer output shapes by running the op on meta tensors, and
-hand integer inputs non-float0 cotangents).
+:func:`call_op` runs a :class:`TorchOp` through the bridge named by a :data:`Bridge` ("eager" or
+"jit"), the in-jit one through :func:`cached_jit_bridge`. An op with its own gradient kernels
+never re-runs its forward in the backward. Any torch function ``f(*tensors)`` can be bridged too,
+with :func:`eager_bridge` / :func:`jit_bridge`: its backward (:func:`torch_vjp`) re-runs ``f``
+with autograd on and calls ``torch.autograd.grad``. The in-jit VJP is our own
+``jax.custom_vjp`` over two FFI calls (wrap_torch2jax's would try ``torch.func.vjp``, which
+old-style autograd Functions such as nvdiffrast's do not support, infer output shapes by running
+the op on meta tensors, and hand integer inputs non-float0 cotangents).
 
 DLPack rules followed (docs/render.md section 8): tensors are detached before export;
 strided views are made contiguous; int32 stays int32; a torch function must never write into
 its inputs, which alias JAX memory (clone first if it needs to).
-
-The nvdiffrast ops, with the signatures of the pure-JAX ops plus a keyword ``bridge``
-("eager" default, or "jit"): :func:`rasterize`, :func:`interpolate`, :func:`antialias`,
-:func:`texture`; :func:`ops_for` gives the four bound to one bridge.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from jaxtyping import Array, Float, Int
 
-from ngdjax.render import nvdiffrast_ops as nv
-
-log = logging.getLogger(__name__)
 
 Bridge = Literal["eager", "jit"]
+BRIDGES = get_args(Bridge)
 TorchFn = Callable[..., "torch.Tensor | tuple[torch.Tensor, ...]"]
 
 JIT_INSTALL_HINT = (
@@ -82,7 +76,7 @@ def jax_to_torch(array: jax.Array, name: str = "argument") -> torch.Tensor:
             f"the eager torch bridge got a JAX tracer for {name} ({type(array).__name__}): it exchanges "
             "buffers with torch through DLPack and cannot run under jax.jit, vmap, scan or other "
             "tracing transformations (jax.grad outside jit is fine). Inside jax.jit use the in-jit "
-            "bridge instead: bridge='jit' in ngdjax.render.bridge (wrap_torch2jax)."
+            "bridge instead: bridge='jit' (wrap_torch2jax; ngdjax.render.torch_bridge)."
         )
     return torch.from_dlpack(array)
 
@@ -140,7 +134,7 @@ class TorchOp(NamedTuple):
         differentiable: one flag per input; other inputs get a None (zero) cotangent.
 
     Neither may write into its arguments, which alias JAX buffers (nvdiffrast's antialias
-    backward resets a counter in its work buffer first; see ``nvdiffrast_ops``).
+    backward resets a counter in its work buffer first; see ``ngdjax.render.nvdiffrast.kernels``).
     """
 
     forward: Callable[..., tuple[Any, tuple[torch.Tensor, ...]]]
@@ -364,245 +358,34 @@ def cached_jit_bridge(
         return _jit_bridges[full_key]
 
 
-# ----------------------------------------------------------------------------------------------
-# nvdiffrast ops through either bridge: nvdiffrast's forward and gradient kernels as TorchOps
+def check_bridge(bridge: str) -> None:
+    """Raise ValueError unless ``bridge`` is one of :data:`BRIDGES`."""
+    if bridge not in BRIDGES:
+        raise ValueError(f"bridge must be 'eager' or 'jit', got {bridge!r}")
 
 
-def _rasterize_op(resolution: tuple[int, int]) -> TorchOp:
-    """(clip_pos (B, V, 4), tris (F, 3)) -> rast (B, H, W, 4); backward needs rast."""
-    return TorchOp(
-        forward=lambda clip_pos, tris: (nv.rasterize_forward(clip_pos, tris, resolution), ()),
-        backward=lambda inputs, outputs, _, cotangents: (nv.rasterize_backward(*inputs, *outputs, *cotangents),),
-        differentiable=(True, False),
-    )
-
-
-_INTERPOLATE_OP = TorchOp(  # (attr, rast, tris) -> (B, H, W, C)
-    forward=lambda attr, rast, tris: (nv.interpolate_forward(attr, rast, tris), ()),
-    backward=lambda inputs, _, __, cotangents: nv.interpolate_backward(*inputs, *cotangents),
-    differentiable=(True, True, False),
-)
-
-
-def _antialias_op(topology: Any) -> TorchOp:
-    """(color, rast, clip_pos, tris) -> (B, H, W, C), residual: the work buffer."""
-
-    def forward(color, rast, clip_pos, tris):
-        out, work_buffer = nv.antialias_forward(color, rast, clip_pos, tris, topology)
-        return out, (work_buffer,)
-
-    return TorchOp(
-        forward=forward,
-        backward=lambda inputs, _, residuals, cotangents: nv.antialias_backward(*inputs, *residuals, *cotangents),
-        differentiable=(True, False, True, False),
-    )
-
-
-_TEXTURE_OP = TorchOp(  # (tex, uv) -> (B, H, W, C)
-    forward=lambda tex, uv: (nv.texture_forward(tex, uv), ()),
-    backward=lambda inputs, _, __, cotangents: nv.texture_backward(*inputs, *cotangents),
-    differentiable=(True, True),
-)
-
-
-def _call_through(
+def call_op(
     bridge: Bridge,
     key: Hashable,
     op: TorchOp,
     arrays: Sequence[jax.Array],
-    output_aval: jax.ShapeDtypeStruct,
+    output_avals: Avals,
     residual_avals: Sequence[jax.ShapeDtypeStruct] = (),
-) -> jax.Array:
-    """Run the nvdiffrast op ``op`` on ``arrays`` through the chosen bridge."""
+) -> Any:
+    """Run ``op`` on ``arrays`` through the chosen bridge.
+
+    Args:
+        bridge: "eager" (:func:`eager_op_bridge`, outside jit) or "jit" (:func:`cached_jit_bridge`,
+            inside jax.jit).
+        key: a tuple naming the op (``key[0]``, also used in error messages) and every static
+            parameter bound into it, for :func:`cached_jit_bridge`.
+        op, output_avals, residual_avals: as in :func:`jit_op_bridge` (the avals are used by the
+            in-jit bridge only).
+
+    Returns:
+        ``op``'s outputs as JAX arrays (a tuple for a tuple output), differentiable.
+    """
+    check_bridge(bridge)
     if bridge == "eager":
-        nv.build_plugin()
         return eager_op_bridge(op, name=str(key[0]))(*arrays)
-    if bridge == "jit":
-        nv.build_plugin()  # compile/load at trace time, not inside the first FFI call
-        return cached_jit_bridge(key, op, _avals(arrays), output_aval, residual_avals)(*arrays)
-    raise ValueError(f"bridge must be 'eager' or 'jit', got {bridge!r}")
-
-
-def _float32(x: Any, name: str, ndims: tuple[int, ...], last: int | None = None) -> jax.Array:
-    x = jnp.asarray(x, dtype=jnp.float32)
-    if x.ndim not in ndims or (last is not None and x.shape[-1] != last):
-        expected = " or ".join(f"{n}-D" for n in ndims) + (f" with last axis {last}" if last else "")
-        raise ValueError(f"{name} must be {expected} float32, got shape {x.shape}")
-    return x
-
-
-def _triangles(tris: Any) -> jax.Array:
-    """(F, 3) int32; host arrays stay concrete even inside jit (for the cached topology hash)."""
-    with jax.ensure_compile_time_eval():
-        tris = jnp.asarray(tris, dtype=jnp.int32)
-    if tris.ndim != 2 or tris.shape[1] != 3:
-        raise ValueError(f"tris must be (F, 3) int32, got shape {tris.shape}")
-    return tris
-
-
-def _batched_positions(clip_pos: Any) -> jax.Array:
-    """(V, 4) or (B, V, 4) -> (B, V, 4) float32; (V, 4) means B = 1."""
-    clip_pos = _float32(clip_pos, "clip_pos", (2, 3), last=4)
-    return clip_pos[None] if clip_pos.ndim == 2 else clip_pos
-
-
-def _rast(rast: Any) -> jax.Array:
-    return _float32(rast, "rast", (4,), last=4)
-
-
-def _resolution(resolution: Sequence[int]) -> tuple[int, int]:
-    height, width = (int(size) for size in resolution)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"resolution must be positive (H, W), got {tuple(resolution)}")
-    return height, width
-
-
-def rasterize(
-    clip_pos: Float[Array, "*B V 4"],
-    tris: Int[Array, "F 3"],
-    resolution: tuple[int, int],
-    *,
-    bridge: Bridge = "eager",
-) -> Float[Array, "B H W 4"]:
-    """nvdiffrast rasterization (instanced mode, ``grad_db=False``).
-
-    Args:
-        clip_pos: (B, V, 4) or (V, 4) float32 clip-space positions; (V, 4) means B = 1.
-        tris: (F, 3) int32 vertex indices.
-        resolution: (H, W) Python ints (static).
-        bridge: "eager" (DLPack, outside jit) or "jit" (inside jax.jit, wrap_torch2jax).
-
-    Returns:
-        rast: (B, H, W, 4) float32 = (u, v, z/w, triangle_id + 1), background all zeros; row 0 at
-        y_ndc = -1. Gradient flows to ``clip_pos`` through u, v only (as nvdiffrast gives it).
-    """
-    clip_pos, tris = _batched_positions(clip_pos), _triangles(tris)
-    height, width = _resolution(resolution)
-    output = jax.ShapeDtypeStruct((clip_pos.shape[0], height, width, 4), jnp.float32)
-    op = _rasterize_op((height, width))
-    return _call_through(bridge, ("rasterize", height, width), op, (clip_pos, tris), output)
-
-
-def interpolate(
-    attr: Float[Array, "*B V C"],
-    rast: Float[Array, "B H W 4"],
-    tris: Int[Array, "F 3"],
-    *,
-    bridge: Bridge = "eager",
-) -> Float[Array, "B H W C"]:
-    """nvdiffrast attribute interpolation (no image-space derivatives).
-
-    Args:
-        attr: (V, C) or (B, V, C) float32 per-vertex attributes (B may be 1 to broadcast).
-        rast: (B, H, W, 4) float32 from :func:`rasterize`.
-        tris: (F, 3) int32, the triangles ``rast`` was made from (or a UV index set of the same
-            F).
-        bridge: "eager" or "jit".
-
-    Returns:
-        (B, H, W, C) float32: ``u*attr[i0] + v*attr[i1] + (1-u-v)*attr[i2]`` at covered pixels,
-        zeros at background. Gradients to ``attr`` and to ``rast``'s u, v channels.
-    """
-    attr, rast, tris = _float32(attr, "attr", (2, 3)), _rast(rast), _triangles(tris)
-    batch, height, width, _ = rast.shape
-    output = jax.ShapeDtypeStruct((batch, height, width, attr.shape[-1]), jnp.float32)
-    return _call_through(bridge, ("interpolate",), _INTERPOLATE_OP, (attr, rast, tris), output)
-
-
-def _antialias_topology(tris: jax.Array, bridge: Bridge) -> tuple[Any, Hashable | None]:
-    """nvdiffrast's topology hash of ``tris`` and the cache key it was built under.
-
-    Concrete ``tris`` (eager, or closed over by a jitted function) are hashed once and cached:
-    eagerly by buffer address (the cache keeps the buffer alive), at jit trace time by content.
-    ``tris`` traced as a jit argument give (None, None): the hash is then built inside every
-    call, as nvdiffrast does by default; close over ``tris`` to avoid that.
-    """
-    if isinstance(tris, jax.core.Tracer):
-        _warn_topology_per_call()
-        return None, None
-    tensor = jax_to_torch(tris, "tris")
-    if bridge == "eager":
-        key = ("buffer", str(tensor.device), tensor.data_ptr(), tuple(tris.shape))
-    else:
-        key = ("content", tuple(tris.shape), hashlib.sha256(np.asarray(tris).tobytes()).hexdigest())
-    return nv.topology_hash(tensor, key), key
-
-
-@functools.cache
-def _warn_topology_per_call() -> None:
-    log.warning(
-        "antialias: tris is a jit argument, so nvdiffrast's topology hash is rebuilt at every call; "
-        "close over tris (a concrete array) in the jitted function to build it once"
-    )
-
-
-def antialias(
-    color: Float[Array, "B H W C"],
-    rast: Float[Array, "B H W 4"],
-    clip_pos: Float[Array, "*B V 4"],
-    tris: Int[Array, "F 3"],
-    *,
-    bridge: Bridge = "eager",
-) -> Float[Array, "B H W C"]:
-    """nvdiffrast analytic antialiasing, with a topology hash built once per ``tris`` and cached.
-
-    Args:
-        color: (B, H, W, C) float32 image to antialias.
-        rast: (B, H, W, 4) float32 from :func:`rasterize`; receives no gradient.
-        clip_pos: (B, V, 4) or (V, 4) float32, the positions ``rast`` was made from.
-        tris: (F, 3) int32 welded triangles (shared vertices; see docs/render.md 5.1).
-        bridge: "eager" or "jit".
-
-    Returns:
-        (B, H, W, C) float32. Gradients to ``color`` and ``clip_pos`` (visibility gradients).
-    """
-    color, rast = _float32(color, "color", (4,)), _rast(rast)
-    clip_pos, tris = _batched_positions(clip_pos), _triangles(tris)
-    topology, topology_key = _antialias_topology(tris, bridge)
-    output = jax.ShapeDtypeStruct(color.shape, jnp.float32)
-    work_buffer = jax.ShapeDtypeStruct(nv.antialias_work_buffer_shape(*color.shape[:3]), jnp.float32)
-    op = _antialias_op(topology)
-    return _call_through(
-        bridge, ("antialias", topology_key), op, (color, rast, clip_pos, tris), output, (work_buffer,)
-    )
-
-
-def texture(
-    tex: Float[Array, "B h w C"],
-    uv: Float[Array, "B H W 2"],
-    *,
-    bridge: Bridge = "eager",
-) -> Float[Array, "B H W C"]:
-    """nvdiffrast bilinear texture lookup, wrap boundary, no mipmaps.
-
-    Args:
-        tex: (B, h, w, C) float32 (B may be 1 to broadcast over uv's batch); uv (0, 0) is the
-            outer corner of texel ``tex[:, 0, 0]``.
-        uv: (B, H, W, 2) float32 texture coordinates.
-        bridge: "eager" or "jit".
-
-    Returns:
-        (B, H, W, C) float32. Gradients to ``tex`` and ``uv``.
-    """
-    tex, uv = _float32(tex, "tex", (4,)), _float32(uv, "uv", (4,), last=2)
-    batch, height, width, _ = uv.shape
-    output = jax.ShapeDtypeStruct((batch, height, width, tex.shape[-1]), jnp.float32)
-    return _call_through(bridge, ("texture",), _TEXTURE_OP, (tex, uv), output)
-
-
-class NvdiffrastOps(NamedTuple):
-    """The four nvdiffrast ops bound to one bridge, with the pure-JAX ops' signatures."""
-
-    rasterize: Callable[..., jax.Array]
-    interpolate: Callable[..., jax.Array]
-    antialias: Callable[..., jax.Array]
-    texture: Callable[..., jax.Array]
-
-
-def ops_for(bridge: Bridge) -> NvdiffrastOps:
-    """rasterize(clip_pos, tris, resolution), interpolate(attr, rast, tris),
-    antialias(color, rast, clip_pos, tris), texture(tex, uv), all through ``bridge``."""
-    if bridge not in ("eager", "jit"):
-        raise ValueError(f"bridge must be 'eager' or 'jit', got {bridge!r}")
-    bind = lambda op: functools.wraps(op)(functools.partial(op, bridge=bridge))  # noqa: E731
-    return NvdiffrastOps(bind(rasterize), bind(interpolate), bind(antialias), bind(texture))
+    return cached_jit_bridge(key, op, _avals(arrays), output_avals, residual_avals)(*arrays)
