@@ -358,6 +358,10 @@ def cached_jit_bridge(
         return _jit_bridges[full_key]
 
 
+# ----------------------------------------------------------------------------------------------
+# Either bridge, by name
+
+
 def check_bridge(bridge: str) -> None:
     """Raise ValueError unless ``bridge`` is one of :data:`BRIDGES`."""
     if bridge not in BRIDGES:
