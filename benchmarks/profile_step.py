@@ -12,44 +12,13 @@ The trace, the HLO and the table stay in DIR.
 from __future__ import annotations
 
 import argparse
-import collections
-import glob
-import gzip
 import itertools
-import json
 import os
 import re
 import time
 
 import jax
 import jax.numpy as jnp
-
-
-def gpu_kernel_times(trace_file: str) -> dict[str, float]:
-    """Total microseconds per event name on the trace's GPU device tracks."""
-    with gzip.open(trace_file, "rt") as handle:
-        trace = json.load(handle)
-    events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    names = {e["pid"]: e.get("args", {}).get("name", "") for e in events
-             if e.get("ph") == "M" and e.get("name") == "process_name"}
-    gpu = {pid for pid, name in names.items() if "GPU" in name or "/device:" in name}
-    totals = collections.Counter()
-    for event in events:
-        if event.get("ph") == "X" and event.get("pid") in gpu:
-            totals[event["name"]] += float(event.get("dur", 0.0))
-    return dict(totals)
-
-
-def gpu_time_per_call(call, calls: int, directory: str) -> dict[str, float]:
-    """Microseconds of GPU time per call of ``call()``, per kernel name, from a profiler trace of
-    ``calls`` calls written to ``directory``. ``call`` must wait for its own device work, so that
-    every kernel of a call lands in the trace; CUPTI records every kernel of the process, so the
-    torch kernels of an in-jit callback or of plain torch code count as well as XLA's."""
-    with jax.profiler.trace(directory, create_perfetto_trace=True):
-        for _ in range(calls):
-            call()
-    trace_file = sorted(glob.glob(os.path.join(directory, "**", "*perfetto_trace.json.gz"), recursive=True))[-1]
-    return {name: us / calls for name, us in gpu_kernel_times(trace_file).items()}
 
 
 def fusion_sources(hlo_text: str) -> dict[str, str]:
@@ -82,7 +51,7 @@ def texture_runner(ngd, sequence):
     settings, on the template posed in each frame."""
     from ngdjax.fit_config import TextureConfig
     from ngdjax.outputs import posed_template
-    from ngdjax.texture import (init_texture_params, make_texture_optimizer, make_texture_step,
+    from ngdjax.appearance import (init_texture_params, make_texture_optimizer, make_texture_step,
                                 prepare_texture_frames, rasterize_frames, uv_atlas)
 
     texture = TextureConfig()
@@ -117,6 +86,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from benchmarks.step import NgdjaxStep, configs, make_sequence
+    from benchmarks.timing import gpu_time_per_call
     from ngdjax.render.backend import get_renderer
 
     sequence = make_sequence(8)

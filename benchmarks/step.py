@@ -9,7 +9,7 @@ back with the project's loader; the method's network (three hash grids of 16 lev
 
 Rows (docs/contracts.md section 6, suite ``step``):
 
-- ``ngdjax``: ``ngdjax.fit.make_geometry_step`` (the jitted step ``fit_geometry`` runs) with the
+- ``ngdjax``: ``ngdjax.geometry.make_geometry_step`` (the jitted step ``fit_geometry`` runs) with the
   ``auto`` renderer (nvdiffrast inside ``jax.jit`` on a GPU). ``ms``: median over >= 200 steps of
   one step with its device work finished (``jax.block_until_ready``) before the clock is read,
   frames cycling; ``pipelined_ms``: the same steps issued back to back as ``fit_geometry`` issues
@@ -17,7 +17,7 @@ Rows (docs/contracts.md section 6, suite ``step``):
   call (dispatch and the in-jit torch callbacks). ``breakdown``: separately jitted stage functions, forward + backward,
   on the step's own intermediate values and shapes: ``fields`` (hash grids + MLP), ``poisson``
   (the detached static solve + the field's solve and its VJP), ``skinning`` (both LBS with the
-  frame's precomputed bone transforms), ``render`` (``render_geometry`` and its VJP), ``losses`` (``frame_losses`` and its
+  frame's precomputed bone transforms), ``render`` (``render_views`` and its VJP), ``losses`` (``frame_losses`` and its
   gradient), ``optimizer`` (Adam update + apply). ``peak_mem_gb``: JAX's
   ``peak_bytes_in_use`` plus torch's ``max_memory_allocated`` (nvdiffrast's buffers).
   ``render_floor_ms``: plain nvdiffrast in torch on the same mesh, camera and resolution
@@ -116,13 +116,14 @@ class NgdjaxStep:
 
     def __init__(self, sequence, renderer, field, weights, optim):
         from ngdjax.body.model import load_body
-        from ngdjax.fit import (
+        from ngdjax.geometry import (
             build_problem,
             init_params,
             make_geometry_step,
             make_optimizer,
+            prepare_frames,
         )
-        from ngdjax.train import prepare_frames, step_keys
+        from ngdjax.loop import step_keys
 
         self.body = load_body(sequence.body_model, sequence.body_model_path)
         self.problem = build_problem(sequence.template_vertices, sequence.template_faces, self.body,
@@ -133,7 +134,7 @@ class NgdjaxStep:
         self.optimizer = make_optimizer(optim, self.n_frames)
         self.params = init_params(jax.random.PRNGKey(optim.seed), self.problem)
         self.opt_state = self.optimizer.init(self.params)
-        self.step_fn = make_geometry_step(renderer, optim, self.n_frames, weights)
+        self.step_fn = make_geometry_step(renderer, optim, self.n_frames, weights)  # the library's step
         self.renderer, self.weights = renderer, weights
         self.order = np.random.default_rng(0).permutation(np.arange(10_000) % self.n_frames)
         self.keys = step_keys(jax.random.PRNGKey(1), 0, 10_000)  # host keys, as fit_geometry passes them
@@ -152,9 +153,8 @@ class NgdjaxStep:
         """Closures running each stage alone (separately jitted, forward + backward), on the
         intermediate values of frame ``index`` under the current parameters."""
         from ngdjax.body.skinning import linear_blend_skinning
-        from ngdjax.fit import dynamic_residual, frame_at, frame_losses
+        from ngdjax.geometry import dynamic_residual, frame_at, frame_losses, network_input, render_views, update
         from ngdjax.poisson import solve
-        from ngdjax.render.shading import render_geometry
 
         problem, renderer, weights, optimizer = self.problem, self.renderer, self.weights, self.optimizer
         frame = frame_at(self.frames, jnp.int32(index))
@@ -162,15 +162,12 @@ class NgdjaxStep:
         key = jax.random.PRNGKey(3)
 
         @jax.jit
-        def intermediates(params, problem, frame):
-            transforms = frame.transforms
-            rest = solve(problem.solver, params["static"]) + problem.template_mean
-            posed_static = linear_blend_skinning(rest, problem.skin_weights, transforms)
+        def intermediates(params, problem, frame):  # the library's deform, stage by stage
+            posed_static = network_input(params, problem, frame)
             field = params["static"] + dynamic_residual(params["net"], problem, posed_static, frame.code)
             canonical = solve(problem.solver, field) + problem.template_mean
-            posed = linear_blend_skinning(canonical, problem.skin_weights, transforms)
-            out = render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj,
-                                  problem.resolution)
+            posed = linear_blend_skinning(canonical, problem.skin_weights, frame.transforms)
+            out = render_views(renderer, posed, problem, frame)
             images = (out.silhouette[0], out.diffuse[0], out.depth[0])
             return posed_static, field, canonical, posed, images, out.visible_faces
 
@@ -191,16 +188,15 @@ class NgdjaxStep:
 
         @jax.jit
         def skinning_stage(rest, canonical, problem, frame, cot_vertices):
-            transforms = frame.transforms
-            posed_static = linear_blend_skinning(rest, problem.skin_weights, transforms)
-            out, pullback = jax.vjp(lambda c: linear_blend_skinning(c, problem.skin_weights, transforms), canonical)
+            posed_static = linear_blend_skinning(rest, problem.skin_weights, frame.input_transforms)
+            out, pullback = jax.vjp(lambda c: linear_blend_skinning(c, problem.skin_weights, frame.transforms),
+                                    canonical)
             return posed_static, out, pullback(cot_vertices)
 
         @jax.jit
         def render_stage(posed, problem, frame, cot_images):
             def images_of(v):
-                out = render_geometry(renderer, v, problem.tris, problem.topology, frame.mv, frame.proj,
-                                      problem.resolution)
+                out = render_views(renderer, v, problem, frame)
                 return (out.silhouette[0], out.diffuse[0], out.depth[0]), out.visible_faces
             out, pullback, visible = jax.vjp(images_of, posed, has_aux=True)
             return out, visible, pullback(cot_images)
@@ -215,10 +211,7 @@ class NgdjaxStep:
 
         @jax.jit
         def optimizer_stage(grads, opt_state, params):
-            import optax
-            with jax.numpy_dtype_promotion("standard"):
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state
+            return update(optimizer, grads, opt_state, params)
 
         opt_state = self.opt_state
         return {
@@ -243,7 +236,7 @@ def torch_reference_for(sequence, field, weights, optim, device=None, render=Non
         skinning_weights_host,
     )
     from ngdjax.body.skinning import rbf_skinning_weights
-    from ngdjax.fit import network_config
+    from ngdjax.geometry import network_config
     from ngdjax.pose_code import pose_codes
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -344,10 +337,10 @@ def interleaved_render_share(render, ops, torch_device, rounds: int = 10, reps: 
 def render_share_kernels(render, ops, torch_device, calls: int = 50, top: int = 12) -> dict:
     """GPU time per call of ngdjax's render stage (``render``, JAX) and of the plain nvdiffrast ops
     (``ops``, torch), each summed over its kernels from a profiler trace of ``calls`` waited calls
-    (:func:`benchmarks.profile_step.gpu_time_per_call`): the device side of the render share,
+    (:func:`benchmarks.timing.gpu_time_per_call`): the device side of the render share,
     free of the host time that dominates (and scatters) the wall-clock comparison. Returns both
     sums and their difference (ms) and the ``top`` kernels of each side (us per call)."""
-    from benchmarks.profile_step import gpu_time_per_call
+    from benchmarks.timing import gpu_time_per_call
     from benchmarks.torch_reference import sync
 
     with tempfile.TemporaryDirectory(prefix="ngdjax_render_trace_") as directory:  # traces are tens of MB
@@ -366,15 +359,14 @@ def render_share_kernels(render, ops, torch_device, calls: int = 50, top: int = 
 def precision_parity_terms(ngd: NgdjaxStep, i: int, weights, precision: str) -> dict:
     """ngdjax's loss terms for step ``i``'s frame and key under a matmul precision ("default" is
     TF32 on Hopper; "highest" is full float32), without taking a step."""
-    from ngdjax.fit import frame_at, frame_losses, garment_shapes
-    from ngdjax.render.shading import render_geometry
+    from ngdjax.geometry import deform, frame_at, frame_losses, render_views
 
     renderer = ngd.renderer
 
     def terms_of(params, problem, frames, index, key):
         frame = frame_at(frames, index)
-        posed, _, field = garment_shapes(params, problem, frame, True)
-        out = render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj, problem.resolution)
+        posed, _, field = deform(params, problem, frame, True)
+        out = render_views(renderer, posed, problem, frame)
         images = (out.silhouette[0], out.diffuse[0], out.depth[0])
         return frame_losses(images, field, out.visible_faces, frame, problem, weights, key, True)[1]
 

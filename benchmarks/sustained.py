@@ -7,9 +7,10 @@
    statistic) on the real shapes, so that the segment measures running, not compiling.
 3. Runs the library's ``fit_geometry`` from scratch with ``stop_after_steps`` (the full
    configuration: the method's epochs, warm-up, remeshing at 400/600, checkpoints), recording the
-   host time of every step call (``fit_geometry`` waits for the device once per epoch, when it
-   fetches the epoch's losses, so epoch boundaries are real device times).
-4. The appearance stage (``ngdjax.texture.fit_texture``) on the fitted geometry for
+   host time after every step through its ``on_step`` callback (``fit_geometry`` waits for the
+   device once per epoch, when it fetches the epoch's losses, so epoch boundaries are real device
+   times; an epoch is timed from the previous epoch's last step to its own last step).
+4. The appearance stage (``ngdjax.appearance_fit.fit_texture``) on the fitted geometry for
    ``--texture-epochs`` epochs (``--texture-warmup`` of them without the dynamic texture), timed
    per epoch the same way.
 5. Projects the whole fit: the measured segment, then the remaining geometry epochs at the measured
@@ -33,24 +34,18 @@ import jax
 import jax.numpy as jnp
 
 
-def _recording(factory, calls: list):
-    """Wrap a step factory so that every call of the step it returns appends (time, kwargs)."""
-    def make(*args, **kwargs):
-        step = factory(*args, **kwargs)
-
-        def timed(*a, **k):
-            calls.append((time.perf_counter(), k.get("network_on", k.get("dynamic")), k.get("collect_statistic")))
-            return step(*a, **k)
-        return timed
-    return make
+def recorder(calls: list):
+    """An ``on_step`` callback appending (host time, dynamic part on) after every step."""
+    return lambda event: calls.append((time.perf_counter(), event.dynamic))
 
 
 def epoch_times(calls: list, n_frames: int, end: float) -> list[dict]:
-    """Per-epoch wall seconds from the step-call timestamps (the last epoch ends at ``end``)."""
-    starts = [calls[i][0] for i in range(0, len(calls), n_frames)] + [end]
-    return [{"epoch": e, "seconds": starts[e + 1] - starts[e], "on": calls[e * n_frames][1],
-             "collect": calls[e * n_frames][2], "steps": min(n_frames, len(calls) - e * n_frames)}
-            for e in range(len(starts) - 1)]
+    """Per-epoch wall seconds from the after-step timestamps: epoch e runs from the last step of
+    epoch e - 1 (the first step, for epoch 0) to its own last step; the last epoch ends at ``end``."""
+    lasts = [calls[min(i + n_frames, len(calls)) - 1][0] for i in range(0, len(calls), n_frames)]
+    bounds = [calls[0][0]] + lasts[:-1] + [end]
+    return [{"epoch": e, "seconds": bounds[e + 1] - bounds[e], "on": calls[e * n_frames][1],
+             "steps": min(n_frames, len(calls) - e * n_frames)} for e in range(len(bounds) - 1)]
 
 
 def peak_gb() -> float | None:
@@ -73,20 +68,23 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    import ngdjax.texture as texture_module
-    from experiments.fit import ensure_sequence
-    from ngdjax import outputs, train
+    from ngdjax import outputs
+    from ngdjax.appearance_fit import fit_texture
     from ngdjax.body.model import load_body
     from ngdjax.config import load_config
     from ngdjax.data.loader import load_sequence
-    from ngdjax.fit import (
+    from ngdjax.fit_config import FitConfig
+    from ngdjax.geometry import (
         build_problem,
         canonical_vertices,
         init_params,
         make_geometry_step,
         make_optimizer,
+        optimizer_settings,
+        prepare_frames,
     )
-    from ngdjax.fit_config import FitConfig
+    from ngdjax.geometry_fit import fit_geometry
+    from ngdjax.pipeline import ensure_sequence
     from ngdjax.render.backend import get_renderer
 
     summary: dict = {"device_name": jax.devices()[0].device_kind, "cfg": args.cfg, "overrides": args.overrides}
@@ -117,8 +115,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     problem = build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
                             sequence.resolution, config.field, sequence.diffuse is not None, sequence.depth is not None)
-    frames = train.prepare_frames(sequence, config.field.pose_code_dim, body, config.field.zero_root)
-    step = make_geometry_step(renderer, optim, n_frames, config.loss)
+    frames = prepare_frames(sequence, config.field.pose_code_dim, body, config.field.zero_root)
+    step = make_geometry_step(renderer, optimizer_settings(optim), n_frames, config.loss)  # the one fit_geometry uses
     optimizer = make_optimizer(optim, n_frames)
     for network_on in (False, True):
         for collect in (False, True):
@@ -132,13 +130,11 @@ def main(argv=None) -> int:
 
     # 3. The sustained geometry segment
     calls: list = []
-    train.make_geometry_step = _recording(make_geometry_step, calls)
     t0 = time.perf_counter()
-    result = train.fit_geometry(config, sequence, body, renderer, args.run_dir, resume=False, progress=False,
-                                stop_after_steps=args.steps)
+    result = fit_geometry(config, sequence, body, renderer, args.run_dir, resume=False, progress=False,
+                          stop_after_steps=args.steps, on_step=recorder(calls))
     jax.block_until_ready(result.params)
     end = time.perf_counter()
-    train.make_geometry_step = make_geometry_step
     epochs = epoch_times(calls, n_frames, end)
     segment_s = end - calls[0][0]
     setup_s = calls[0][0] - t0
@@ -176,18 +172,15 @@ def main(argv=None) -> int:
         try:
             import xatlas  # noqa: F401
             tex_calls: list = []
-            original = texture_module.make_texture_step
-            texture_module.make_texture_step = _recording(original, tex_calls)
             network_on = len(calls) > optim.warmup_epochs * n_frames
             posed = outputs.predict_posed(result.params, result.problem, result.frames, network_on)
             canonical = np.asarray(canonical_vertices(result.params, result.problem))
             short = dataclasses.replace(config, texture=dataclasses.replace(
                 config.texture, epochs=args.texture_epochs, warmup_epochs=args.texture_warmup))
             t0 = time.perf_counter()
-            tex = texture_module.fit_texture(short, sequence, posed, canonical, result.template_faces, renderer,
-                                             args.run_dir, progress=False)
+            tex = fit_texture(short, sequence, posed, canonical, result.template_faces, renderer, args.run_dir,
+                              progress=False, on_step=recorder(tex_calls))
             tex_end = time.perf_counter()
-            texture_module.make_texture_step = original
             tex_epochs = epoch_times(tex_calls, n_frames, tex_end)
             static = [e["seconds"] for e in tex_epochs[1:] if not e["on"]]
             dynamic = [e["seconds"] for e in tex_epochs if e["on"] and e["epoch"] != args.texture_warmup]

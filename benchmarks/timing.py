@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import glob
+import gzip
+import json
 import os
 import platform
 import statistics
@@ -61,3 +65,30 @@ def _format(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.3f}"
     return str(value)
+
+
+def gpu_kernel_times(trace_file: str) -> dict[str, float]:
+    """Total microseconds per event name on the trace's GPU device tracks."""
+    with gzip.open(trace_file, "rt") as handle:
+        trace = json.load(handle)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    names = {e["pid"]: e.get("args", {}).get("name", "") for e in events
+             if e.get("ph") == "M" and e.get("name") == "process_name"}
+    gpu = {pid for pid, name in names.items() if "GPU" in name or "/device:" in name}
+    totals = collections.Counter()
+    for event in events:
+        if event.get("ph") == "X" and event.get("pid") in gpu:
+            totals[event["name"]] += float(event.get("dur", 0.0))
+    return dict(totals)
+
+
+def gpu_time_per_call(call, calls: int, directory: str) -> dict[str, float]:
+    """Microseconds of GPU time per call of ``call()``, per kernel name, from a profiler trace of
+    ``calls`` calls written to ``directory``. ``call`` must wait for its own device work, so that
+    every kernel of a call lands in the trace; CUPTI records every kernel of the process, so the
+    torch kernels of an in-jit callback or of plain torch code count as well as XLA's."""
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+        for _ in range(calls):
+            call()
+    trace_file = sorted(glob.glob(os.path.join(directory, "**", "*perfetto_trace.json.gz"), recursive=True))[-1]
+    return {name: us / calls for name, us in gpu_kernel_times(trace_file).items()}

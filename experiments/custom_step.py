@@ -1,7 +1,6 @@
-"""A custom fitting step from the library's pieces (the README's example; tests/test_custom_step.py
-runs it): ``python -m experiments.custom_step SEQUENCE_DIR [STEPS]`` fits the sequence's
-silhouettes for STEPS steps (default 60) and prints the last loss. Exit 0 ok; 2 for bad input,
-one line per problem on stderr naming its file."""
+"""A custom fitting step from the library's stages (the README's example; tests/test_custom_step.py
+runs it): ``python -m experiments.custom_step SEQUENCE_DIR [STEPS]``. The geometry model's own
+stages (deform, render_views, update) with a loss of our own: the silhouette alone."""
 
 import argparse
 import sys
@@ -10,54 +9,30 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ngdjax import fields, losses
-from ngdjax.body.model import (
-    bone_transforms,
-    load_body,
-    rest_vertices_host,
-    skinning_weights_host,
-)
-from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
-from ngdjax.data.loader import load_sequence
-from ngdjax.errors import InputError
-from ngdjax.mesh import face_centroids, face_normals
-from ngdjax.poisson import build_poisson_solver, jacobians_from_vertices, solve
-from ngdjax.pose_code import pose_codes
-from ngdjax.render.backend import get_renderer
-from ngdjax.render.shading import render_geometry
-from ngdjax.render.topology import antialias_topology
+import ngdjax
+from ngdjax import losses
+from ngdjax.fit_config import FieldConfig
 
 
 def fit(sequence_dir: str, steps: int = 60) -> list[float]:
-    seq, renderer = load_sequence(sequence_dir), get_renderer("auto")
-    body, template, faces = load_body(seq.body_model), seq.template_vertices, seq.template_faces
-    solver = build_poisson_solver(template, faces)
-    skin = rbf_skinning_weights(template, rest_vertices_host(body, seq.shape[0]), skinning_weights_host(body))
-    skin, tris, topology = (jnp.asarray(a) for a in (skin.astype("float32"), faces.astype("int32"),
-                                                      antialias_topology(faces).astype("int32")))
-    data = jax.tree_util.tree_map(jnp.asarray, dict(
-        shape=seq.shape, pose=seq.pose, rot=seq.global_rotation, trans=seq.translation, mv=seq.mv,
-        proj=seq.proj, code=pose_codes(seq.pose, 4), mask=seq.masks.astype("float32")))
-    net = fields.DynamicJacobianConfig(log2_table_size=12, n_levels=8)
-    params = {"static": jacobians_from_vertices(solver, jnp.asarray(template, jnp.float32)),
-              "net": fields.init_dynamic_field(jax.random.PRNGKey(0), net)}
-    mean, optimizer = jnp.asarray(template.mean(0, keepdims=True), jnp.float32), optax.adam(1e-3, eps=1e-15)
+    seq = ngdjax.load_sequence(sequence_dir)
+    body, renderer, field = ngdjax.load_body(seq.body_model), ngdjax.get_renderer("auto"), FieldConfig(
+        log2_table_size=12, n_levels=8)
+    problem = ngdjax.build_problem(seq.template_vertices, seq.template_faces, body, seq.shape[0], seq.resolution,
+                                   field, has_diffuse=False, has_depth=False)
+    frames = ngdjax.prepare_frames(seq, field.pose_code_dim, body)
+    params, optimizer = ngdjax.init_params(jax.random.PRNGKey(0), problem), optax.adam(1e-3, eps=1e-15)
 
-    def loss_fn(p, t):  # static + dynamic Jacobians -> Poisson -> skinning -> render -> silhouette loss
-        bones = bone_transforms(body, data["shape"][t], data["pose"][t], data["rot"][t], data["trans"][t])
-        static = linear_blend_skinning(solve(solver, jax.lax.stop_gradient(p["static"])) + mean, skin, bones)
-        jac = p["static"] + fields.dynamic_jacobians(p["net"], net, face_centroids(static, tris),
-                                                     face_normals(static, tris), data["code"][t])
-        posed = linear_blend_skinning(solve(solver, jac) + mean, skin, bones)
-        image = render_geometry(renderer, posed, tris, topology, data["mv"][t], data["proj"][t], seq.resolution)
-        return losses.silhouette_loss(image.silhouette[0], data["mask"][t], jnp.zeros_like(data["mask"][t]))
+    def loss_fn(p, t):  # the library's stages (static + dynamic Jacobians -> Poisson -> skinning -> render)
+        frame = ngdjax.frame_at(frames, t)
+        posed, _, _ = ngdjax.deform(p, problem, frame, network_on=True)
+        image = ngdjax.render_views(renderer, posed, problem, frame)
+        return losses.silhouette_loss(image.silhouette[0], frame.mask, frame.occluders)
 
     @jax.jit
     def step(p, state, t):
         loss, grads = jax.value_and_grad(loss_fn)(p, t)
-        with jax.numpy_dtype_promotion("standard"):
-            updates, state = optimizer.update(grads, state, p)
-        return optax.apply_updates(p, updates), state, loss
+        return *ngdjax.update(optimizer, grads, state, p), loss
 
     state, history = optimizer.init(params), []
     for i in range(steps):
@@ -73,7 +48,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         history = fit(args.sequence_dir, args.steps)
-    except InputError as error:
+    except ngdjax.InputError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 2

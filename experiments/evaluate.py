@@ -61,20 +61,21 @@ def load_inputs(run_dir: str, sequence_dir: str):
     from ngdjax.data.loader import load_sequence
     from ngdjax.errors import InputError
     from ngdjax.io import read_checked_mesh
+    from ngdjax.outputs import MESHES, mesh_path
 
     problems, sequence, meshes = [], None, {}
     try:
         sequence = load_sequence(sequence_dir)
     except InputError as error:
         problems += error.problems
-    mesh_dir = os.path.join(run_dir, "meshes")
+    mesh_dir = os.path.join(run_dir, MESHES)
     if not os.path.isdir(run_dir):
         problems.append(f"{run_dir}: not a directory (the fit's output directory)")
     elif not os.path.isdir(mesh_dir):
         problems.append(f"{mesh_dir}: missing (the fit's per-frame meshes, frame_XXXX.obj)")
     elif sequence is not None:
         for frame in sequence.frames:
-            path = os.path.join(mesh_dir, f"frame_{frame:04d}.obj")
+            path = mesh_path(run_dir, frame)
             try:
                 meshes[frame] = read_checked_mesh(path)
             except InputError as error:

@@ -28,12 +28,12 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_enable_x64", True)  # finite differences need float64 where the stage allows it
 
-    from experiments.fit import ensure_sequence
     from ngdjax.body.model import check_parameters, load_body
     from ngdjax.config import load_config
     from ngdjax.data.loader import load_sequence
     from ngdjax.errors import InputError
     from ngdjax.fit_config import FitConfig
+    from ngdjax.pipeline import ensure_sequence
 
     try:
         config = load_config(args.cfg, FitConfig, args.overrides)
@@ -61,26 +61,27 @@ def main(argv=None) -> int:
 def run_checks(config, sequence, body, directions: int):
     """Build the first frame's step pieces and check each stage; returns the table rows."""
     import jax
+    import chex
     import jax.numpy as jnp
 
     from ngdjax import fields
     from ngdjax.body.model import bone_transforms
     from ngdjax.body.skinning import linear_blend_skinning
     from ngdjax.camera import to_clip
-    from ngdjax.fit import (
+    from ngdjax.geometry import (
         build_problem,
+        deform,
         frame_at,
         frame_losses,
-        garment_shapes,
         init_params,
+        prepare_frames,
+        render_views,
     )
     from ngdjax.gradcheck import check_stage
     from ngdjax.mesh import face_centroids, face_normals
     from ngdjax.poisson import solve
     from ngdjax.render.backend import get_renderer
-    from ngdjax.render.jax_rasterize import barycentrics_for_ids, unclamped_barycentrics_for_ids
-    from ngdjax.render.shading import render_geometry
-    from ngdjax.train import prepare_frames
+    from ngdjax.render.jax.rasterize import barycentrics_for_ids, unclamped_barycentrics_for_ids
 
     renderer = get_renderer("jax")  # the checks use the pure-JAX ops (nvdiffrast's are compared with them in tests)
     problem = build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
@@ -100,7 +101,9 @@ def run_checks(config, sequence, body, directions: int):
         lambda a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(7), a.shape, a.dtype), params["net"])
     keys = iter(jax.random.split(key, 16))
     weights_of = lambda shape: jax.random.normal(next(keys), shape, jnp.float32)
-    posed, _, field = garment_shapes(params, problem, frame, network_on=True)
+    posed, _, field = deform(params, problem, frame, network_on=True)
+    chex.assert_tree_all_finite((params, posed, field))  # a NaN here would make every check below meaningless
+    chex.assert_shape(posed, problem.template.shape)
     rows = []
 
     if problem.deformation == "jacobian_fields":
@@ -141,7 +144,7 @@ def run_checks(config, sequence, body, directions: int):
             rasterize=lambda c, tris, resolution, *_, **__: barycentrics(c, tris, ids, resolution))
 
     def rendered(v, ops=renderer):
-        out = render_geometry(ops, v, problem.tris, problem.topology, frame.mv, frame.proj, problem.resolution)
+        out = render_views(ops, v, problem, frame)
         return tuple(image[0] for image in (out.silhouette, out.diffuse, out.depth))
 
     fixed, unclamped = (visibility_fixed_at(posed, b) for b in (barycentrics_for_ids, unclamped_barycentrics_for_ids))
@@ -153,18 +156,17 @@ def run_checks(config, sequence, body, directions: int):
         reference=lambda v: sum(jnp.sum(w * image) for w, image in zip(w_img, rendered(v, unclamped)))))
 
     images = rendered(posed)
-    visible = render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj,
-                              problem.resolution).visible_faces
+    visible = render_views(renderer, posed, problem, frame).visible_faces
     rows.append(check_stage(
         "losses", "finite differences (rendered images)",
         lambda imgs: frame_losses(imgs, field, visible, frame, problem, config.loss, key, True)[0],
         images, next(keys), 2e-2, 1e-3, directions))
-    static_posed = garment_shapes(params, problem, frame, False)[0]
+    static_posed = deform(params, problem, frame, False)[0]
     fixed_static, unclamped_static = (visibility_fixed_at(static_posed, b)
                                       for b in (barycentrics_for_ids, unclamped_barycentrics_for_ids))
 
     def step_loss(static, ops):
-        posed_v, _, jacobians = garment_shapes(dict(params, static=static), problem, frame, False)
+        posed_v, _, jacobians = deform(dict(params, static=static), problem, frame, False)
         return frame_losses(rendered(posed_v, ops), jacobians, visible, frame, problem, config.loss, key, True)[0]
 
     rows.append(check_stage(

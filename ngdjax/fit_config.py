@@ -166,6 +166,7 @@ class TextureConfig:
     static_decay_steps: int = 100_000
     lr_net: tuple[float, float] = (1.5e-3, 1.6e-7)
     net_decay_steps: int = 140_000
+    adam_eps: float = 1e-15
     pose_code_dim: int = 2
     n_levels: int = 16
     log2_table_size: int = 19
@@ -177,6 +178,7 @@ class TextureConfig:
                 + at_least(self.warmup_epochs, 0, "warmup_epochs")
                 + learning_rate_schedule(self.lr_static, self.static_decay_steps, "lr_static", "static_decay_steps")
                 + learning_rate_schedule(self.lr_net, self.net_decay_steps, "lr_net", "net_decay_steps")
+                + positive(self.adam_eps, "adam_eps")
                 + at_least(self.pose_code_dim, 1, "pose_code_dim") + at_least(self.n_levels, 1, "n_levels")
                 + network_size_problems(self.log2_table_size, self.hidden)
                 + at_least(self.erode_iterations, 0, "erode_iterations"))

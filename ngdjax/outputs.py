@@ -1,5 +1,6 @@
-"""What a fit writes into its run directory (docs/contracts.md, section 3): posed meshes
-per frame, the canonical mesh, side-by-side renders and their animation, metrics.json.
+"""What a fit writes into its run directory (docs/contracts.md, "Fit outputs"), and every name in
+it: the manifest, the resolved config, the log, the checkpoints, posed meshes per frame, the
+canonical mesh, side-by-side renders and their animation, textured meshes, metrics.json.
 
 Every file is written under a temporary name and renamed (:mod:`ngdjax.io`).
 """
@@ -14,23 +15,45 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from ngdjax.body.model import (
-    Body,
-    rest_vertices_host,
-    skinning_weights_host,
-)
+from ngdjax.appearance import TextureResult, UVAtlas, appearance_metrics, textured_renders
+from ngdjax.body.model import Body, rest_vertices_host, skinning_weights_host
 from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
 from ngdjax.data.loader import Sequence
 from ngdjax.data.sequence import frame_name
-from ngdjax.fit import FitProblem, Frames, frame_at, garment_shapes
+from ngdjax.fit_config import TextureConfig
+from ngdjax.geometry import FitProblem, Frames, deform, frame_at
 from ngdjax.io import write_atomic, write_image, write_mesh, write_text
 from ngdjax.render.backend import Renderer
 from ngdjax.render.shading import render_geometry
 
+MANIFEST = "run.json"
+CONFIG = "config.yaml"
+LOG = "log.jsonl"
+METRICS = "metrics.json"
+CHECKPOINT = "checkpoint"
+MESHES = "meshes"
+CANONICAL = "canonical.obj"
+RENDERS = "renders"
+ANIMATION = "fit.gif"
+MATERIAL = "garment"  # the material name in the textured OBJs
+
+
+def log_path(run_dir: str) -> str:
+    return os.path.join(run_dir, LOG)
+
+
+def checkpoint_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, CHECKPOINT)
+
+
+def mesh_path(run_dir: str, frame: int) -> str:
+    """``meshes/frame_XXXX.obj`` of sequence frame ``frame``."""
+    return os.path.join(run_dir, MESHES, f"frame_{frame:04d}.obj")
+
 
 def predict_posed(params: dict, problem: FitProblem, frames: Frames, network_on: bool) -> np.ndarray:
     """(T, V, 3) posed garment vertices of every frame (world space)."""
-    posed = jax.jit(lambda p, pr, fr, i: garment_shapes(p, pr, frame_at(fr, i), network_on)[0])
+    posed = jax.jit(lambda p, pr, fr, i: deform(p, pr, frame_at(fr, i), network_on)[0])
     return np.stack([np.asarray(posed(params, problem, frames, jnp.int32(i))) for i in range(frames.pose.shape[0])])
 
 
@@ -50,7 +73,12 @@ def posed_template(template: np.ndarray, body: Body, body_shape: np.ndarray, fra
 def write_meshes(run_dir: str, frame_ids: list[int], posed: np.ndarray, faces: np.ndarray) -> None:
     """``meshes/frame_XXXX.obj`` for each frame."""
     for index, vertices in zip(frame_ids, posed):
-        write_mesh(os.path.join(run_dir, "meshes", f"frame_{index:04d}.obj"), vertices, faces)
+        write_mesh(mesh_path(run_dir, index), vertices, faces)
+
+
+def write_canonical(run_dir: str, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """``canonical.obj``: the static canonical garment (V, 3) / (F, 3)."""
+    write_mesh(os.path.join(run_dir, CANONICAL), vertices, faces)
 
 
 def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: FitProblem, renderer: Renderer,
@@ -68,14 +96,60 @@ def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: 
         overlay = coverage * (0.2 + 0.8 * shading) + (1 - coverage) * 0.35 * target
         panel = np.concatenate([target, overlay], axis=1)
         panel = np.round(np.clip(panel, 0, 1) * 255).astype(np.uint8)
-        write_image(os.path.join(run_dir, "renders", frame_name(index, ".png")), panel)
+        write_image(os.path.join(run_dir, RENDERS, frame_name(index, ".png")), panel)
         panels.append(panel)
     if video and panels:
         frames = [Image.fromarray(p) for p in panels]
-        write_atomic(os.path.join(run_dir, "renders", "fit.gif"), lambda path: frames[0].save(
+        write_atomic(os.path.join(run_dir, RENDERS, ANIMATION), lambda path: frames[0].save(
             path, save_all=True, append_images=frames[1:], duration=100, loop=0))
 
 
 def write_metrics(run_dir: str, metrics: dict) -> None:
     """``metrics.json`` (pretty-printed)."""
-    write_text(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=1))
+    write_text(os.path.join(run_dir, METRICS), json.dumps(metrics, indent=1))
+
+
+def textured_obj(vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas, mtl_name: str) -> str:
+    """OBJ text of a mesh (V, 3) / (F, 3) with the atlas's UVs (``vt`` flipped to OBJ's
+    bottom-up v, for a PNG whose first row is the map's first memory row) and material
+    ``garment`` from ``mtl_name``."""
+    vertex_lines = "\n".join(f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, np.float64))
+    uv_lines = "\n".join(f"vt {u:.6f} {1.0 - v:.6f}" for u, v in atlas.uv)
+    corners = np.stack([np.asarray(faces) + 1, atlas.uv_faces + 1], axis=-1)  # (F, 3, 2), 1-based
+    face_lines = "\n".join("f " + " ".join(f"{a}/{b}" for a, b in face) for face in corners)
+    return f"mtllib {mtl_name}\nusemtl {MATERIAL}\n{vertex_lines}\n{uv_lines}\n{face_lines}\n"
+
+
+def material(texture_name: str) -> str:
+    """MTL text of the ``garment`` material, its diffuse colour from ``texture_name``."""
+    return f"newmtl {MATERIAL}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_name}\n"
+
+
+def write_textured_mesh(path: str, vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas,
+                        texture: np.ndarray) -> None:
+    """``path`` (.obj) with its ``.mtl`` and ``.png`` (the map (R, R, 3) in [0, 1]) beside it, atomically."""
+    stem = os.path.splitext(path)[0]
+    name = os.path.basename(stem)
+    write_image(stem + ".png", np.round(np.clip(texture, 0.0, 1.0) * 255).astype(np.uint8))
+    write_text(stem + ".mtl", material(name + ".png"))
+    write_text(path, textured_obj(vertices, faces, atlas, name + ".mtl"))
+
+
+def write_texture_outputs(run_dir: str, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
+                          faces: np.ndarray, result: TextureResult, renderer: Renderer,
+                          texture: TextureConfig, renders: bool = True) -> dict:
+    """Textured ``meshes/frame_XXXX.obj`` (+ .mtl, .png of T^S + T^D_t), ``canonical.obj``
+    (+ .mtl, .png of T^S), ``renders/textured_XXXX.png`` (target | textured render over the
+    dimmed target); returns the ``psnr``/``ssim`` metrics."""
+    maps, images = textured_renders(result, renderer, sequence, texture)
+    for t, index in enumerate(sequence.frames):
+        write_textured_mesh(mesh_path(run_dir, index), posed[t], faces, result.atlas, maps[t])
+        if renders:
+            target = sequence.images[t].astype(np.float32) / 255.0
+            coverage = (result.rasts[t, ..., 3:4] > 0).astype(np.float32)
+            panel = np.concatenate([target, images[t] + (1.0 - coverage) * 0.35 * target], axis=1)
+            write_image(os.path.join(run_dir, RENDERS, f"textured_{index:04d}.png"),
+                        np.round(np.clip(panel, 0.0, 1.0) * 255).astype(np.uint8))
+    write_textured_mesh(os.path.join(run_dir, CANONICAL), canonical, faces, result.atlas,
+                        np.asarray(result.params["static"]))
+    return appearance_metrics(images, sequence)

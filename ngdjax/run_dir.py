@@ -28,8 +28,7 @@ from importlib import metadata
 from ngdjax.config import flatten
 from ngdjax.errors import InputError
 from ngdjax.io import write_text
-
-MANIFEST = "run.json"
+from ngdjax.outputs import MANIFEST
 FORMAT = "ngdjax-run-1"
 # Keys that may change on --resume: they change neither the state's shapes nor what it means.
 # The appearance stage restarts on every resume, so all of texture.* is safe; optim.epochs may grow

@@ -15,3 +15,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def compiled_variants():
+    """``compiled_variants(jitted)``: how many variants a ``jax.jit`` function has compiled so far
+    (its cache size), so that a test sees a retrace as one more variant."""
+    return lambda jitted: jitted._cache_size()

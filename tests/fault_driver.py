@@ -1,22 +1,23 @@
-"""Runs ``experiments.fit`` in a subprocess that kills itself with SIGKILL at one chosen point,
-for tests/test_faults.py: ``python tests/fault_driver.py POINT N -- FIT ARGS...``.
+"""Runs a fit in a subprocess that kills itself with SIGKILL at one chosen point, for
+tests/test_faults.py: ``python tests/fault_driver.py POINT N -- --cfg CFG --out DIR [--resume] [key=value ...]``.
 
-POINT is where the N-th event (counted from 1) sends SIGKILL to the process itself:
-``step`` (the N-th geometry step), ``checkpoint`` (inside the N-th checkpoint save, after its state
-file is written and before ``latest.json`` names it), ``remesh`` (right after the N-th remesh
-event, before the epoch's checkpoint), ``appearance`` (the N-th appearance step), or ``none``.
-The library's functions are wrapped here, in the test harness only.
+POINT is where the N-th event (counted from 1) sends SIGKILL to the process itself: ``step`` (after
+the N-th geometry step) and ``appearance`` (after the N-th appearance step), through the loops'
+``on_step`` callback; ``checkpoint`` (inside the N-th checkpoint save, after its state files are
+written and before ``latest.json`` names them) and ``remesh`` (right after the N-th remesh event,
+before the epoch's checkpoint), by wrapping those two functions here, in the test harness only;
+or ``none``.
 """
 
+import argparse
 import os
 import signal
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def killer(point: str, n: int):
+def killer(n: int):
     """A function that, called once per event, kills the process at the ``n``-th call."""
     calls = {"count": 0}
 
@@ -27,25 +28,10 @@ def killer(point: str, n: int):
     return event
 
 
-def counting(function, event, before: bool = False):
-    def wrapped(*args, **kwargs):
-        if before:
-            event()
-        result = function(*args, **kwargs)
-        if not before:
-            event()
-        return result
-    return wrapped
+def wrap_checkpoint_and_remesh(point: str, event) -> None:
+    from ngdjax import checkpoint, geometry_fit
 
-
-def install(point: str, n: int) -> None:
-    from ngdjax import checkpoint, texture, train
-
-    event = killer(point, n)
-    if point == "step":
-        make = train.make_geometry_step
-        train.make_geometry_step = lambda *a, **k: counting(make(*a, **k), event, before=True)
-    elif point == "checkpoint":
+    if point == "checkpoint":
         write = checkpoint.write_atomic
 
         def write_then_maybe_die(path, writer):
@@ -54,18 +40,40 @@ def install(point: str, n: int) -> None:
                 event()
         checkpoint.write_atomic = write_then_maybe_die
     elif point == "remesh":
-        train.remesh_event = counting(train.remesh_event, event)
-    elif point == "appearance":
-        make = texture.make_texture_step
-        texture.make_texture_step = lambda *a, **k: counting(make(*a, **k), event, before=True)
-    elif point != "none":
-        raise SystemExit(f"unknown kill point {point}")
+        remesh_event = geometry_fit.remesh_event
+
+        def remesh_then_maybe_die(*args, **kwargs):
+            result = remesh_event(*args, **kwargs)
+            event()
+            return result
+        geometry_fit.remesh_event = remesh_then_maybe_die
+
+
+def main() -> int:
+    point, n, separator, *fit_args = sys.argv[1:]
+    assert separator == "--" and point in ("step", "appearance", "checkpoint", "remesh", "none")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cfg")
+    parser.add_argument("--out")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_intermixed_args(fit_args)
+
+    from ngdjax.config import load_config
+    from ngdjax.fit_config import FitConfig
+    from ngdjax.pipeline import run_fit
+
+    event = killer(int(n))
+    wrap_checkpoint_and_remesh(point, event)
+    stage = {"step": "geometry", "appearance": "appearance"}.get(point)
+    on_step = (lambda step: event() if step.stage == stage else None) if stage else None
+    config = load_config(args.cfg, FitConfig, args.overrides)
+    run_fit(config, args.out, resume=args.resume, progress=False, on_step=on_step)
+    return 0
 
 
 if __name__ == "__main__":
-    point, n, separator, *fit_args = sys.argv[1:]
-    assert separator == "--"
-    install(point, int(n))
-    from experiments import fit
+    import logging
 
-    sys.exit(fit.main(fit_args))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(main())

@@ -8,7 +8,6 @@ seeded generator (mid-epoch, inside a checkpoint write, right after the remesh e
 appearance stage) resumes to exactly the metrics and meshes of an uninterrupted run.
 """
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ import pytest
 from experiments import fit as fit_cli
 from experiments import synth as synth_cli
 from ngdjax.data import synthetic
-from ngdjax.render.nvdiffrast_ops import nvdiffrast_available
+from ngdjax.render.nvdiffrast import nvdiffrast_available
 
 TINY = synthetic.SynthConfig(seed=5, garment="skirt", n_frames=4, resolution=(64, 64), target_edge_length=0.03)
 FAST = ["field.log2_table_size=10", "field.n_levels=8", "optim.warmup_epochs=2", "optim.checkpoint_every=1",
@@ -129,7 +128,7 @@ BAD_INPUTS = [
     ("epochs_negative", _override("optim.epochs=-3"), "override 'optim.epochs=-3': 'optim.epochs' must be >= 1"),
     ("checkpoint_every_zero", _override("optim.checkpoint_every=0"), "'optim.checkpoint_every' must be >= 1"),
     ("render_unknown", _override("render=opengl"), "override 'render=opengl': 'render' is 'opengl'"),
-    ("render_unavailable", _override("render=nvdiffrast-jit"), "'render' 'nvdiffrast-jit' cannot run here"),
+    ("render_unavailable", _override("render=nvdiffrast-jit"), "render: 'nvdiffrast-jit' cannot run here"),
     ("lr_zero", _override("optim.lr_static=[0, 1e-4]"), "'optim.lr_static' must be two rates > 0"),
     ("quantile_range", _override("remesh.quantile=[0.5, 1.5]"), "override 'remesh.quantile=[0.5, 1.5]'"),
     ("table_size", _override("field.log2_table_size=40"), "'field.log2_table_size' must be within [4, 24]"),

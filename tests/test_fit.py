@@ -13,14 +13,14 @@ import pytest
 import trimesh
 
 from experiments import fit as fit_cli
-from ngdjax import fit as fit_module
+from ngdjax import geometry
 from ngdjax.body.model import load_body
 from ngdjax.config import load_config
 from ngdjax.data import synthetic
 from ngdjax.data.loader import load_sequence
 from ngdjax.fit_config import FitConfig
 from ngdjax.render.backend import get_renderer
-from ngdjax.train import fit_geometry
+from ngdjax.geometry_fit import fit_geometry
 
 TINY = synthetic.SynthConfig(seed=5, garment="skirt", n_frames=4, resolution=(64, 64), target_edge_length=0.03)
 FAST = ["field.log2_table_size=10", "field.n_levels=8", "optim.warmup_epochs=2", "optim.checkpoint_every=2",
@@ -84,14 +84,16 @@ def test_resume_equals_uninterrupted(tmp_path, sequence_dir):
     assert [json.loads(x)["frame"] for x in log_a] == [json.loads(x)["frame"] for x in log_b]
 
 
-def test_step_is_traced_once_per_variant(tmp_path, sequence_dir):
+def test_step_is_traced_once_per_variant(tmp_path, sequence_dir, compiled_variants):
     path, overrides = _config(tmp_path, sequence_dir, "optim.epochs=3", "optim.warmup_epochs=1",
                               "optim.lr_static=[1.0e-3, 1.0e-4]")  # settings no other test uses: a fresh step
     config = load_config(path, FitConfig, overrides)
-    before = fit_module.TRACES["geometry_step"]
-    fit_geometry(config, load_sequence(sequence_dir), load_body("anny"), get_renderer("jax"), str(tmp_path / "r"),
-                 resume=False, progress=False)
-    assert fit_module.TRACES["geometry_step"] - before == 2  # warm-up and network-on; 12 steps over 4 frames
+    sequence = load_sequence(sequence_dir)
+    fit_geometry(config, sequence, load_body("anny"), get_renderer("jax"), str(tmp_path / "r"), resume=False,
+                 progress=False)
+    step = geometry.make_geometry_step(get_renderer("jax"), geometry.optimizer_settings(config.optim),
+                                       sequence.n_frames, config.loss)  # the (cached) step the fit ran
+    assert compiled_variants(step) == 2  # warm-up and network-on; 12 steps over 4 frames
 
 
 def test_vertex_offsets_baseline_runs(tmp_path, sequence_dir):
@@ -142,27 +144,27 @@ def test_remeshing_during_the_fit(tmp_path, sequence_dir):
 
 
 def test_a_remesh_keeps_the_canonical_garment_in_place(sequence_dir):
-    from ngdjax.fit import canonical_vertices
-    from ngdjax.train import canonical_offset, remesh_event
+    from ngdjax.geometry import canonical_vertices
+    from ngdjax.geometry_fit import canonical_offset, remesh_event
 
     path, overrides = _config_paths(sequence_dir)
     config = load_config(path, FitConfig, overrides)
     sequence = load_sequence(sequence_dir)
     body = load_body("anny")
-    problem = fit_module.build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
+    problem = geometry.build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
                                        sequence.resolution, config.field, True, True)
-    params = fit_module.init_params(jax.random.PRNGKey(0), problem)
+    params = geometry.init_params(jax.random.PRNGKey(0), problem)
     # A fitted-looking static field: the template bent and shifted non-uniformly.
     bent = problem.template + 0.05 * jnp.sin(6.0 * problem.template[:, 2:3]) * jnp.array([[1.0, 0.5, 0.0]])
-    params["static"] = fit_module.jacobians_from_vertices(problem.solver, bent)
-    optimizer = fit_module.make_optimizer(config.optim, sequence.n_frames)
+    params["static"] = geometry.jacobians_from_vertices(problem.solver, bent)
+    optimizer = geometry.make_optimizer(config.optim, sequence.n_frames)
     before = canonical_vertices(params, problem)
     heights = sequence.template_vertices[sequence.template_faces].mean(axis=1)[:, 2]
     statistic = heights.max() - heights  # refine near the hem only: moves the vertex mean
     vertices, faces, params, _, _ = remesh_event(sequence.template_vertices, sequence.template_faces, statistic, 0,
                                                  config, params, optimizer.init(params), None)
     assert len(vertices) > len(sequence.template_vertices)
-    remeshed = fit_module.build_problem(vertices, faces, body, sequence.shape[0], sequence.resolution, config.field,
+    remeshed = geometry.build_problem(vertices, faces, body, sequence.shape[0], sequence.resolution, config.field,
                                         True, True)
     kept = len(sequence.template_vertices)
     size = float(np.ptp(np.asarray(before), axis=0).max())
@@ -180,7 +182,7 @@ def test_zero_root_network_input_ignores_the_global_turn(sequence_dir):
     turned = dataclasses.replace(sequence, global_rotation=sequence.global_rotation + np.float32([0.0, 0.0, 1.2]),
                                  translation=sequence.translation + np.float32([0.3, -0.2, 0.1]))
     body = load_body("anny")
-    from ngdjax.train import prepare_frames
+    from ngdjax.geometry import prepare_frames
 
     plain, moved = (prepare_frames(s, 4, body, zero_root=True) for s in (sequence, turned))
     np.testing.assert_allclose(np.asarray(plain.input_transforms), np.asarray(moved.input_transforms), atol=1e-5)

@@ -15,7 +15,6 @@ import ast
 import collections
 import dataclasses
 import os
-import warnings
 
 import pytest
 
@@ -25,9 +24,7 @@ TRACKED = ("ngdjax", "experiments", "benchmarks")  # imports of these (and only 
 
 # The floors, lowest first. A module may import its own floor and lower ones, never a higher one.
 # An entry is a module's dotted name, or "pkg.*" for a package and everything under it; a module
-# takes the floor of its exact entry, else of its longest "pkg.*" entry, else DEFAULT_FLOOR. The
-# fit and train modules are being renamed: list old and new names side by side while both exist,
-# and drop the old ones when they go (a name with no module is harmless).
+# takes the floor of its exact entry, else of its longest "pkg.*" entry, else DEFAULT_FLOOR.
 DEFAULT_FLOOR = "unplaced"
 FLOORS = [
     # Files, errors and configuration files: no ngdjax dependencies beyond each other.
@@ -38,14 +35,12 @@ FLOORS = [
                     "ngdjax.losses", "ngdjax.pose_code", "ngdjax.gradcheck"]),
     # Rendering, bodies, garment templates, sequences and their evaluation.
     ("models and data", ["ngdjax.render.*", "ngdjax.body.*", "ngdjax.garment", "ngdjax.data.*", "ngdjax.evaluation"]),
-    # The two stages' maths and configuration (no loops, no files written). ngdjax.fit and
-    # ngdjax.texture are the old names of ngdjax.geometry and ngdjax.appearance.
-    ("stage maths", ["ngdjax.fit_config", "ngdjax.fit", "ngdjax.geometry", "ngdjax.texture", "ngdjax.appearance",
-                     "ngdjax.loop"]),
+    # The two stages' maths and configuration (no loops, no files written).
+    ("stage maths", ["ngdjax.fit_config", "ngdjax.geometry", "ngdjax.appearance", "ngdjax.loop"]),
     # What a fit writes, and where: the run directory's layout, outputs and checkpoints.
     ("stage outputs", ["ngdjax.outputs", "ngdjax.checkpoint"]),
-    # The stages' optimisation loops (ngdjax.train: the old name of ngdjax.geometry_fit).
-    ("stage loops", ["ngdjax.train", "ngdjax.geometry_fit", "ngdjax.appearance_fit"]),
+    # The stages' optimisation loops.
+    ("stage loops", ["ngdjax.geometry_fit", "ngdjax.appearance_fit"]),
     # Modules listed nowhere above or below: place them.
     (DEFAULT_FLOOR, []),
     # The run assembly: a whole fit from a config, and the run directory's ownership.
@@ -56,19 +51,6 @@ FLOORS = [
     # Entry points: nothing in ngdjax imports them.
     ("entry points", ["experiments.*", "benchmarks.*"]),
 ]
-
-# (importer, imported) edges that break the rules in the committed code; each is being removed by
-# the restructure of fit/train/texture (in the work in progress, the loop helpers ngdjax.texture
-# takes from ngdjax.train are in ngdjax.loop, and its run helpers run_appearance and
-# load_geometry are gone from the stage's module). Delete an entry once its import is gone
-# (test_known_violations_are_still_present warns about stale ones); never add one: a new
-# violation fails test_no_import_cycles or test_no_module_imports_a_higher_floor.
-KNOWN_VIOLATIONS = {
-    ("ngdjax.texture", "ngdjax.train"),  # inside fit_texture and load_geometry
-    ("ngdjax.texture", "ngdjax.outputs"),  # inside load_geometry
-    ("ngdjax.texture", "ngdjax.checkpoint"),  # inside load_geometry
-}
-
 
 @dataclasses.dataclass
 class ImportGraph:
@@ -234,24 +216,13 @@ def test_the_graph_is_read(graph):
 
 @pytest.mark.parametrize("package", PARSED)
 def test_no_import_cycles(graph, package):
-    found = cycles(graph, package, ignore=KNOWN_VIOLATIONS)
+    found = cycles(graph, package)
     assert not found, f"import cycles among {package} modules:\n" + "\n".join(describe_cycle(graph, c) for c in found)
 
 
 def test_no_module_imports_a_higher_floor(graph):
-    found = [line for edge, line in upward_imports(graph) if edge not in KNOWN_VIOLATIONS]
+    found = [line for _, line in upward_imports(graph)]
     assert not found, "imports from a lower floor to a higher one (see FLOORS):\n" + "\n".join(found)
-
-
-def test_known_violations_are_still_present(graph):
-    """An entry whose import is gone, or that no longer breaks a rule, should be deleted."""
-    upward = {edge for edge, _ in upward_imports(graph)}
-    in_cycles = {(a, b) for package in PARSED for c in cycles(graph, package) for a, b in zip(c, c[1:])}
-    for edge in sorted(KNOWN_VIOLATIONS):
-        if edge not in graph.edges:
-            warnings.warn(f"KNOWN_VIOLATIONS: {edge} is no longer imported: delete the entry", stacklevel=1)
-        elif edge not in upward and edge not in in_cycles:
-            warnings.warn(f"KNOWN_VIOLATIONS: {edge} breaks no rule now: delete the entry", stacklevel=1)
 
 
 def _write(root, files: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""The appearance stage (ngdjax/texture.py): UV atlas, static texture recovery, a pose-dependent
+"""The appearance stage (ngdjax/appearance.py, appearance_fit.py): UV atlas, static texture recovery, a pose-dependent
 dynamic texture, textured OBJ files."""
 
 import dataclasses
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import trimesh
 
-from ngdjax import losses, procedural, texture
+from ngdjax import appearance, appearance_fit, losses, outputs, procedural
 from ngdjax.camera import look_at, perspective
 from ngdjax.data.loader import Sequence
 from ngdjax.fit_config import DataConfig, FitConfig, OptimConfig, TextureConfig
@@ -51,9 +51,9 @@ def toy_sequence(vertices, faces, atlas, textures, mv, proj, poses) -> Sequence:
     (T, R, R, 3) through the atlas, with the flat pose vectors ``poses`` (T, P)."""
     renderer = get_renderer("jax")
     n = len(mv)
-    rasts = texture.rasterize_frames(renderer, np.broadcast_to(vertices, (n, *vertices.shape)), faces, mv, proj,
+    rasts = appearance.rasterize_frames(renderer, np.broadcast_to(vertices, (n, *vertices.shape)), faces, mv, proj,
                                      RESOLUTION)
-    images = np.stack([np.asarray(texture.render_textured(renderer, jnp.asarray(rast), jnp.asarray(atlas.uv),
+    images = np.stack([np.asarray(appearance.render_textured(renderer, jnp.asarray(rast), jnp.asarray(atlas.uv),
                                                           jnp.asarray(atlas.uv_faces), jnp.asarray(tex)))
                        for rast, tex in zip(rasts, textures)])
     zeros = np.zeros((n, 3), np.float32)
@@ -75,7 +75,7 @@ def toy_config(epochs: int, warmup_epochs: int) -> FitConfig:
 
 def test_uv_atlas_covers_every_face_inside_the_unit_square():
     vertices, faces = procedural.garment(500)
-    atlas = texture.uv_atlas(vertices, faces, resolution=256)
+    atlas = appearance.uv_atlas(vertices, faces, resolution=256)
     assert atlas.uv.dtype == np.float32 and atlas.uv_faces.dtype == np.int32
     assert atlas.uv_faces.shape == faces.shape
     assert atlas.uv.min() >= 0.0 and atlas.uv.max() <= 1.0
@@ -92,17 +92,17 @@ def test_uv_atlas_covers_every_face_inside_the_unit_square():
 
 def test_static_texture_is_recovered_on_the_texels_the_views_cover(tmp_path):
     vertices, faces = flat_sheet()
-    atlas = texture.uv_atlas(vertices, faces, resolution=TEXTURE)
+    atlas = appearance.uv_atlas(vertices, faces, resolution=TEXTURE)
     truth = known_texture(TEXTURE)
     mv, proj = cameras(4)
     sequence = toy_sequence(vertices, faces, atlas, [truth] * 4, mv, proj, np.eye(4))
     config = toy_config(epochs=100, warmup_epochs=100)
     renderer = get_renderer("jax")
     posed = np.broadcast_to(vertices, (4, *vertices.shape))
-    result = texture.fit_texture(config, sequence, posed, vertices, faces, renderer, str(tmp_path), progress=False)
+    result = appearance_fit.fit_texture(config, sequence, posed, vertices, faces, renderer, str(tmp_path), progress=False)
 
     # Texels by their total bilinear weight over the pixels the loss sees.
-    frames = texture.prepare_texture_frames(sequence, result.rasts, atlas, renderer, config.texture)
+    frames = appearance.prepare_texture_frames(sequence, result.rasts, atlas, renderer, config.texture)
     used = frames.uv.reshape(-1, 2)[np.asarray(frames.valid).ravel() > 0]
     weight = jax.grad(lambda tex: jnp.sum(renderer.texture(tex[None], used[None, None])))(jnp.zeros_like(truth))
     covered = np.asarray(weight[..., 0]) >= 1.0
@@ -120,14 +120,14 @@ def test_pixel_list_loss_equals_the_full_image_relative_l2():
     """The step's loss from the seen pixels alone has the value and gradient of losses.relative_l2
     on the full image (seen pixels scattered in, zero elsewhere, occluded mask pixels included)."""
     vertices, faces = flat_sheet()
-    atlas = texture.uv_atlas(vertices, faces, resolution=TEXTURE)
+    atlas = appearance.uv_atlas(vertices, faces, resolution=TEXTURE)
     mv, proj = cameras(2)
     sequence = toy_sequence(vertices, faces, atlas, [known_texture(TEXTURE)] * 2, mv, proj, np.eye(2))
     renderer = get_renderer("jax")
-    rasts = texture.rasterize_frames(renderer, np.broadcast_to(vertices, (2, *vertices.shape)), faces, mv, proj,
+    rasts = appearance.rasterize_frames(renderer, np.broadcast_to(vertices, (2, *vertices.shape)), faces, mv, proj,
                                      RESOLUTION)
     rasts[1, :20] = 0.0  # rows the garment no longer covers: mask pixels with a constant loss
-    frames = texture.prepare_texture_frames(sequence, rasts, atlas, renderer, TextureConfig(erode_iterations=0))
+    frames = appearance.prepare_texture_frames(sequence, rasts, atlas, renderer, TextureConfig(erode_iterations=0))
     height, width = RESOLUTION
     seen = ((rasts[1, ..., 3] > 0) & sequence.masks[1]).ravel()
     assert 0 < seen.sum() < sequence.masks[1].sum()
@@ -147,9 +147,9 @@ def test_pixel_list_loss_equals_the_full_image_relative_l2():
                                rtol=1e-4, atol=1e-9)
 
 
-def test_dynamic_texture_learns_a_pose_dependent_colour_without_retracing(tmp_path):
+def test_dynamic_texture_learns_a_pose_dependent_colour_without_retracing(tmp_path, compiled_variants):
     vertices, faces = flat_sheet()
-    atlas = texture.uv_atlas(vertices, faces, resolution=TEXTURE)
+    atlas = appearance.uv_atlas(vertices, faces, resolution=TEXTURE)
     base = known_texture(TEXTURE)
     tint = np.array([0.3, -0.2, 0.0], np.float32)
     pose_sign = np.array([1, -1, 1, -1])
@@ -160,18 +160,19 @@ def test_dynamic_texture_learns_a_pose_dependent_colour_without_retracing(tmp_pa
     config = toy_config(epochs=60, warmup_epochs=5)
     renderer = get_renderer("jax")
     posed = np.broadcast_to(vertices, (4, *vertices.shape))
-    traces = texture.TRACES["texture_step"]
-    result = texture.fit_texture(config, sequence, posed, vertices, faces, renderer, str(tmp_path), progress=False)
-    assert texture.TRACES["texture_step"] - traces <= 2  # at most one trace with T^D off and one with it on
+    result = appearance_fit.fit_texture(config, sequence, posed, vertices, faces, renderer, str(tmp_path), progress=False)
+    step = appearance.make_texture_step(renderer, appearance_fit.step_settings(config.texture), 4,
+                                        tuple(sequence.resolution))  # the (cached) step the fit ran
+    assert compiled_variants(step) == 2  # one with T^D off and one with it on, for 240 steps
     assert result.dynamic
 
-    _, images = texture.textured_renders(result, renderer, sequence, config.texture)
-    found = texture.appearance_metrics(images, sequence)
+    _, images = appearance.textured_renders(result, renderer, sequence, config.texture)
+    found = appearance.appearance_metrics(images, sequence)
     assert found["psnr"]["mean"] >= 28.0
     assert set(found["psnr"]["per_frame"]) == {f"{i:04d}" for i in range(4)}
     static_only = dataclasses.replace(result, dynamic=False)
-    _, static_images = texture.textured_renders(static_only, renderer, sequence, config.texture)
-    assert texture.appearance_metrics(static_images, sequence)["psnr"]["mean"] < found["psnr"]["mean"] - 8.0
+    _, static_images = appearance.textured_renders(static_only, renderer, sequence, config.texture)
+    assert appearance.appearance_metrics(static_images, sequence)["psnr"]["mean"] < found["psnr"]["mean"] - 8.0
     inside = sequence.masks
     difference = images[pose_sign > 0][inside[pose_sign > 0]].mean(0) - images[pose_sign < 0][inside[pose_sign < 0]].mean(0)
     np.testing.assert_allclose(difference, tint, atol=0.03)
@@ -179,10 +180,10 @@ def test_dynamic_texture_learns_a_pose_dependent_colour_without_retracing(tmp_pa
 
 def test_textured_obj_reads_back_in_trimesh_with_its_uvs_and_texture(tmp_path):
     vertices, faces = procedural.garment(300)
-    atlas = texture.uv_atlas(vertices, faces, resolution=64)
+    atlas = appearance.uv_atlas(vertices, faces, resolution=64)
     colours = known_texture(64)
     path = tmp_path / "meshes" / "frame_0003.obj"
-    texture.write_textured_mesh(str(path), vertices, faces, atlas, colours)
+    outputs.write_textured_mesh(str(path), vertices, faces, atlas, colours)
     assert sorted(p.name for p in path.parent.iterdir()) == ["frame_0003.mtl", "frame_0003.obj", "frame_0003.png"]
 
     mesh = trimesh.load(path, process=False)

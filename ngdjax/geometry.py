@@ -1,4 +1,10 @@
-"""Geometry fitting (docs/method.md sections 4, 6, 9): the problem, the parameters, one jitted step.
+"""The geometry model and its step (docs/method.md sections 4, 6, 9): the problem, the parameters,
+and one jitted step made of four named pure stages,
+
+    deform -> render_views -> frame_losses -> update
+
+each under ``jax.named_scope`` so that profiles show the names. The loop around the step is
+:mod:`ngdjax.geometry_fit`.
 
 Host-built, static for a template (:class:`FitProblem`): the Poisson solver, skinning weights,
 triangles and antialias topology, the body. Per-frame data (:class:`Frames`) are stacked device
@@ -17,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -30,11 +35,14 @@ from jaxtyping import Array, Float, Int
 from ngdjax import fields, losses
 from ngdjax.body.model import (
     Body,
+    bone_transforms,
     rest_vertices_host,
     skinning_weights_host,
 )
 from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
+from ngdjax.data.loader import Sequence
 from ngdjax.fit_config import FieldConfig, LossConfig, OptimConfig
+from ngdjax.loop import log_linear_schedule
 from ngdjax.mesh import edges as mesh_edges
 from ngdjax.mesh import face_centroids, face_normals, vertex_normals
 from ngdjax.nonfinite import finite_by_group
@@ -44,8 +52,9 @@ from ngdjax.poisson import (
     jacobians_from_vertices,
     solve,
 )
+from ngdjax.pose_code import pose_codes
 from ngdjax.render.backend import Renderer
-from ngdjax.render.shading import render_geometry
+from ngdjax.render.shading import GeometryImages, render_geometry
 from ngdjax.render.topology import antialias_topology
 
 
@@ -154,18 +163,6 @@ def init_params(key: Array, problem: FitProblem) -> dict:
     return {"static": static, "net": fields.init_dynamic_field(key, problem.network)}
 
 
-def log_linear_schedule(lr_start: float, lr_end: float, decay_steps: int, offset: int) -> Callable[[Array], Array]:
-    """lr(s) = exp((1 - t) ln lr_start + t ln lr_end), t = clip((count + offset) / decay_steps, 0, 1)
-    (docs/method.md 9; the method's step counter starts at N, the number of frames: ``offset``)."""
-    log_start, log_end = float(np.log(lr_start)), float(np.log(lr_end))
-
-    def schedule(count: Array) -> Array:
-        t = jnp.clip((count.astype(jnp.float32) + offset) / decay_steps, 0.0, 1.0)
-        return jnp.exp((1.0 - t) * log_start + t * log_end)
-
-    return schedule
-
-
 def make_optimizer(optim: OptimConfig, n_frames: int) -> optax.GradientTransformation:
     """Adam (eps from the config) per parameter group with log-linear decays; the static group's
     gradient is clipped to a global norm of ``clip_static``."""
@@ -186,37 +183,53 @@ def frame_at(frames: Frames, index: Array) -> Frames:
     return jax.tree_util.tree_map(lambda a: a[index], frames)
 
 
-def garment_shapes(
+def deform(
     params: dict, problem: FitProblem, frame: Frames, network_on: bool,
     blend: tuple[Float[Array, "F 3 3"], Float[Array, ""]] | None = None,
 ) -> tuple[Float[Array, "V 3"], Float[Array, "V 3"], Array]:
-    """Posed (world) and canonical vertices of the garment for one frame, and the field the
-    regulariser acts on: the full Jacobians (F, 3, 3) or the full offsets (V, 3).
+    """Stage 1, deform: posed (world) and canonical vertices (V, 3) of the garment for one frame,
+    and the field the regulariser acts on: the full Jacobians (F, 3, 3) or the full offsets (V, 3).
 
     ``blend = (stored, alpha)``: in the epochs after a remesh, the network's residual Jacobians
     are ``alpha J^D + (1 - alpha) stored`` (docs/method.md 7.4), ``stored`` this frame's residual from
     the remesh epoch transferred to the new faces."""
-    pose_fn = functools.partial(linear_blend_skinning, weights=problem.skin_weights, transforms=frame.transforms)
-    input_pose = functools.partial(linear_blend_skinning, weights=problem.skin_weights,
-                                   transforms=frame.input_transforms)
     static = params["static"]
-    if problem.deformation == "jacobian_fields":
-        field = static
-        if network_on:
-            posed_static = jax.lax.stop_gradient(input_pose(solve(problem.solver, static) + problem.template_mean))
+    field = static
+    if network_on:
+        posed_static = network_input(params, problem, frame)
+        if problem.deformation == "jacobian_fields":
             residual = dynamic_residual(params["net"], problem, posed_static, frame.code)
             if blend is not None:
                 residual = blend[1] * residual + (1.0 - blend[1]) * blend[0]
-            field = field + residual
+        else:
+            residual = fields.dynamic_offsets(params["net"], problem.network, posed_static,
+                                              vertex_normals(posed_static, problem.tris), frame.code)
+        field = field + residual
+    if problem.deformation == "jacobian_fields":
         canonical = solve(problem.solver, field) + problem.template_mean
     else:
-        field = static
-        if network_on:
-            posed_static = jax.lax.stop_gradient(input_pose(problem.template + static))
-            field = field + fields.dynamic_offsets(
-                params["net"], problem.network, posed_static, vertex_normals(posed_static, problem.tris), frame.code)
         canonical = problem.template + field
-    return pose_fn(canonical), canonical, field
+    return linear_blend_skinning(canonical, problem.skin_weights, frame.transforms), canonical, field
+
+
+def network_input(params: dict, problem: FitProblem, frame: Frames) -> Float[Array, "V 3"]:
+    """(V, 3) the static canonical mesh posed by the frame's input transforms: what the network
+    reads (without a gradient to it)."""
+    rest = canonical_vertices(params, problem)
+    return jax.lax.stop_gradient(linear_blend_skinning(rest, problem.skin_weights, frame.input_transforms))
+
+
+def render_views(renderer: Renderer, posed: Float[Array, "V 3"], problem: FitProblem, frame: Frames) -> GeometryImages:
+    """Stage 2, render: the posed garment's silhouette, diffuse shading and depth (1, H, W) in the
+    frame's camera, with the visible faces and the rasterisation."""
+    return render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj, problem.resolution)
+
+
+def update(optimizer: optax.GradientTransformation, grads: dict, opt_state, params: dict) -> tuple[dict, object]:
+    """Stage 4, update: one optimizer step; the new parameters and optimizer state."""
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 def canonical_vertices(params: dict, problem: FitProblem) -> Float[Array, "V 3"]:
@@ -238,9 +251,7 @@ def dynamic_residual(net: dict, problem: FitProblem, posed_static: Float[Array, 
 def all_dynamic_residuals(params: dict, problem: FitProblem, frames: Frames) -> Float[Array, "T F 3 3"]:
     """J^D of every frame (stored at a remesh epoch for the blending that follows)."""
     def one(frame):
-        rest = solve(problem.solver, params["static"]) + problem.template_mean
-        posed_static = linear_blend_skinning(rest, problem.skin_weights, frame.input_transforms)
-        return dynamic_residual(params["net"], problem, posed_static, frame.code)
+        return dynamic_residual(params["net"], problem, network_input(params, problem, frame), frame.code)
     return jax.lax.map(one, frames)
 
 
@@ -248,7 +259,8 @@ def frame_losses(
     images: tuple[Array, Array, Array], field: Array, visible: Array, frame: Frames, problem: FitProblem,
     weights: LossConfig, key: Array, network_on: bool,
 ) -> tuple[Array, dict]:
-    """Total loss and its terms for one frame from the rendered (silhouette, diffuse, depth)."""
+    """Stage 3, losses: the total loss and its terms for one frame from the rendered (silhouette,
+    diffuse, depth) (H, W) each and the field."""
     silhouette, diffuse, depth = images
     terms = {"silhouette": losses.silhouette_loss(silhouette, frame.mask, frame.occluders)}
     rendering = weights.silhouette * terms["silhouette"]
@@ -285,9 +297,6 @@ class StepOutput(NamedTuple):
     face_statistic: tuple[Array, Array] | None
 
 
-TRACES = {"geometry_step": 0}  # how many times the step was traced (tests and diagnostics read it)
-
-
 def optimizer_settings(optim: OptimConfig) -> OptimConfig:
     """``optim`` with only what the optimizer reads (rates, decays, eps, clipping); the rest at
     its defaults, so runs that differ in length, seed or checkpointing share one jitted step."""
@@ -308,24 +317,26 @@ def make_geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, we
 
     def step(params, opt_state, problem: FitProblem, frames: Frames, index, key, blend, network_on: bool,
              collect_statistic: bool):
-        TRACES["geometry_step"] += 1
         frame = frame_at(frames, index)
         frame_blend = None if blend is None else (blend[0][index], blend[1])
 
         def forward(p):
-            posed, _, field = garment_shapes(p, problem, frame, network_on, frame_blend)
-            out = render_geometry(renderer, posed, problem.tris, problem.topology, frame.mv, frame.proj,
-                                  problem.resolution)
+            with jax.named_scope("deform"):
+                posed, _, field = deform(p, problem, frame, network_on, frame_blend)
+            with jax.named_scope("render_views"):
+                out = render_views(renderer, posed, problem, frame)
             return (out.silhouette[0], out.diffuse[0], out.depth[0], field), (out.visible_faces, out.rast[0, ..., 3])
 
         (sil, diffuse, depth, field), pullback, (visible, face_ids) = jax.vjp(forward, params, has_aux=True)
-        loss_of = lambda images, f: frame_losses(images, f, visible, frame, problem, weights, key, network_on)
+
+        def loss_of(images, f):
+            with jax.named_scope("frame_losses"):
+                return frame_losses(images, f, visible, frame, problem, weights, key, network_on)
         (_, terms), (image_grads, field_grad) = jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True)(
             (sil, diffuse, depth), field)
         (grads,) = pullback((*image_grads, field_grad))
-        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        with jax.named_scope("update"):
+            params, opt_state = update(optimizer, grads, opt_state, params)
         statistic = None
         if collect_statistic:
             statistic = face_gradient_statistic(image_grads[1], frame.mask, face_ids.astype(jnp.int32),
@@ -333,3 +344,29 @@ def make_geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, we
         return params, opt_state, StepOutput(terms, finite_by_group(params), statistic)
 
     return jax.jit(step, static_argnames=("network_on", "collect_statistic"), donate_argnums=(0, 1))
+
+
+_all_bone_transforms = jax.jit(jax.vmap(bone_transforms, in_axes=(None, 0, 0, 0, 0)))
+
+
+def prepare_frames(sequence: Sequence, pose_code_dim: int, body: Body, zero_root: bool = False) -> Frames:
+    """Stack a sequence's per-frame data as device arrays, with each frame's bone transforms of
+    ``body`` (and, with ``zero_root``, the network's input transforms without the global rotation
+    and translation); missing optional targets become zeros."""
+    zeros = np.zeros(sequence.masks.shape, np.float32)
+    as_float = lambda a: zeros if a is None else np.asarray(a, np.float32)  # noqa: E731
+    body_parameters = [jnp.asarray(a) for a in (sequence.shape, sequence.pose, sequence.global_rotation,
+                                                sequence.translation)]
+    transforms = _all_bone_transforms(body, *body_parameters)
+    if zero_root:
+        shape, pose, rotation, translation = body_parameters
+        input_transforms = _all_bone_transforms(body, shape, pose, jnp.zeros_like(rotation), jnp.zeros_like(translation))
+    else:
+        input_transforms = transforms
+    return Frames(
+        *body_parameters, transforms=transforms, input_transforms=input_transforms,
+        mv=jnp.asarray(sequence.mv), proj=jnp.asarray(sequence.proj),
+        code=jnp.asarray(pose_codes(sequence.pose, pose_code_dim)),
+        mask=jnp.asarray(as_float(sequence.masks)), occluders=jnp.asarray(as_float(sequence.occluders)),
+        diffuse=jnp.asarray(as_float(sequence.diffuse)), depth=jnp.asarray(as_float(sequence.depth)),
+    )

@@ -1,15 +1,11 @@
-"""The geometry loop (docs/method.md 9): epochs over shuffled frames, one jitted step per frame, warm-up
-with the network off, remeshing events, a JSON-lines log, checkpoints and resume.
-
-Determinism: the frame order of epoch ``e`` comes from ``(seed, e)`` and the step's random key from
-``(seed, global step)``, so a resumed run repeats exactly what an uninterrupted one does.
+"""The geometry loop (docs/method.md 9): epochs over shuffled frames, one jitted step per frame
+(:mod:`ngdjax.geometry`), warm-up with the network off, remeshing events, the log, checkpoints
+and resume; the machinery it shares with the appearance loop is in :mod:`ngdjax.loop`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import logging
 import os
 import time
@@ -17,13 +13,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array
 from tqdm import tqdm
 
-from ngdjax import checkpoint
-from ngdjax.body.model import Body, bone_transforms
+from ngdjax import checkpoint, outputs
+from ngdjax.body.model import Body
 from ngdjax.data.loader import Sequence
-from ngdjax.fit import (
+from ngdjax.fit_config import FitConfig
+from ngdjax.geometry import (
     FitProblem,
     Frames,
     all_dynamic_residuals,
@@ -33,11 +29,10 @@ from ngdjax.fit import (
     make_geometry_step,
     make_optimizer,
     optimizer_settings,
+    prepare_frames,
 )
-from ngdjax.fit_config import FitConfig
-from ngdjax.nonfinite import NonFiniteError, first_non_finite
+from ngdjax.loop import OnStep, StepEvent, append_log, check_finite, epoch_order, fetch_epoch, keep_log_lines, step_keys, step_lines
 from ngdjax.poisson import solve
-from ngdjax.pose_code import pose_codes
 from ngdjax.remesh import RemeshSchedule, remesh_template, transfer_face_state
 from ngdjax.render.backend import Renderer
 
@@ -57,61 +52,6 @@ class GeometryResult:
     seconds: float
 
 
-_all_bone_transforms = jax.jit(jax.vmap(bone_transforms, in_axes=(None, 0, 0, 0, 0)))
-
-
-def prepare_frames(sequence: Sequence, pose_code_dim: int, body: Body, zero_root: bool = False) -> Frames:
-    """Stack a sequence's per-frame data as device arrays, with each frame's bone transforms of
-    ``body`` (and, with ``zero_root``, the network's input transforms without the global rotation
-    and translation); missing optional targets become zeros."""
-    zeros = np.zeros(sequence.masks.shape, np.float32)
-    as_float = lambda a: zeros if a is None else np.asarray(a, np.float32)
-    body_parameters = [jnp.asarray(a) for a in (sequence.shape, sequence.pose, sequence.global_rotation,
-                                                sequence.translation)]
-    transforms = _all_bone_transforms(body, *body_parameters)
-    if zero_root:
-        shape, pose, rotation, translation = body_parameters
-        input_transforms = _all_bone_transforms(body, shape, pose, jnp.zeros_like(rotation), jnp.zeros_like(translation))
-    else:
-        input_transforms = transforms
-    return Frames(
-        *body_parameters, transforms=transforms, input_transforms=input_transforms,
-        mv=jnp.asarray(sequence.mv), proj=jnp.asarray(sequence.proj),
-        code=jnp.asarray(pose_codes(sequence.pose, pose_code_dim)),
-        mask=jnp.asarray(as_float(sequence.masks)), occluders=jnp.asarray(as_float(sequence.occluders)),
-        diffuse=jnp.asarray(as_float(sequence.diffuse)), depth=jnp.asarray(as_float(sequence.depth)),
-    )
-
-
-@functools.partial(jax.jit, static_argnums=2)
-def _fold_in_range(base_key: Array, first: Array, count: int) -> Array:
-    return jax.vmap(lambda step: jax.random.fold_in(base_key, step))(first + jnp.arange(count))
-
-
-def step_keys(base_key: Array, first_step: int, count: int) -> np.ndarray:
-    """(count, 2) host copies of ``fold_in(base_key, s)`` for steps ``first_step, ...``: one
-    device call per epoch instead of one per step (per-step dispatches cost host time that
-    the GPU step is short enough to feel)."""
-    return np.asarray(_fold_in_range(base_key, jnp.int32(first_step), count))
-
-
-@jax.jit
-def _stack_steps(values: list):
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *values)
-
-
-def fetch_epoch(values: list):
-    """Host copies of an epoch's per-step device values (a list of equal pytrees), stacked on the
-    device first: one transfer per leaf instead of one per step and leaf (600 small transfers
-    cost 40 ms an epoch on a GPU, 0.4 ms a step)."""
-    return jax.device_get(_stack_steps(values))
-
-
-def epoch_order(seed: int, epoch: int, n_frames: int) -> np.ndarray:
-    """The shuffled frame order of ``epoch`` (a permutation of range(n_frames))."""
-    return np.random.default_rng([seed, epoch]).permutation(n_frames)
-
-
 def switch_off_missing_targets(sequence: Sequence) -> tuple[bool, bool]:
     """Which optional targets exist; one log line per loss switched off."""
     has_diffuse, has_depth = sequence.diffuse is not None, sequence.depth is not None
@@ -126,19 +66,24 @@ def switch_off_missing_targets(sequence: Sequence) -> tuple[bool, bool]:
 
 def fit_geometry(
     config: FitConfig, sequence: Sequence, body: Body, renderer: Renderer, run_dir: str, resume: bool,
-    progress: bool = True, stop_after_steps: int | None = None,
+    progress: bool = True, stop_after_steps: int | None = None, on_step: OnStep | None = None,
 ) -> GeometryResult:
-    """Run (or resume) the geometry stage; writes ``log.jsonl`` and ``checkpoint/`` in ``run_dir``.
+    """Run (or resume) the geometry stage; writes the log and the checkpoints in ``run_dir``.
 
     ``stop_after_steps`` ends the run early after that many global steps (a checkpoint is
-    written first), for tests and for measuring a sustained segment.
+    written first), for tests and for measuring a sustained segment; ``on_step`` is called after
+    every step (:class:`ngdjax.loop.StepEvent`).
+
+    Raises:
+        NonFiniteError: a loss or parameter went non-finite (checked once per epoch, before the
+            epoch's checkpoint, so the last good checkpoint stays the latest).
     """
     started = time.perf_counter()
     optim, n_frames = config.optim, sequence.n_frames
     has_diffuse, has_depth = switch_off_missing_targets(sequence)
     frames = prepare_frames(sequence, config.field.pose_code_dim, body, config.field.zero_root)
     template_vertices, template_faces = sequence.template_vertices, sequence.template_faces
-    ckpt_dir = os.path.join(run_dir, "checkpoint")
+    ckpt_dir = outputs.checkpoint_dir(run_dir)
     start_epoch, start_position, step_count, remesh_events = 0, 0, 0, 0
     blend_field, blend_epoch = None, -1
     meta, arrays = (checkpoint.load_checkpoint_meta(ckpt_dir) if resume and checkpoint.has_checkpoint(ckpt_dir)
@@ -169,8 +114,8 @@ def fit_geometry(
     bar = tqdm(total=total_steps, initial=step_count, desc="geometry", unit="step", disable=not progress,
                dynamic_ncols=True)
     os.makedirs(run_dir, exist_ok=True)
-    log_path = os.path.join(run_dir, "log.jsonl")
-    _truncate_log(log_path, step_count)
+    log_path = outputs.log_path(run_dir)
+    keep_log_lines(log_path, lambda line: "stage" not in line and line["step"] < step_count)
     for epoch in range(start_epoch, optim.epochs):
         network_on = config.field.dynamic and epoch >= optim.warmup_epochs
         collect = remesh and epoch in config.remesh.epochs
@@ -188,17 +133,16 @@ def fit_geometry(
             if collect:
                 accumulated, seen = accumulated + out.face_statistic[0], seen + out.face_statistic[1]
             records.append((step_count, int(index), out.terms, out.finite))
+            if on_step is not None:
+                on_step(StepEvent("geometry", epoch, step_count, sequence.frames[index], network_on))
             step_count += 1
             bar.update(1)
             if stop_after_steps is not None and step_count >= stop_after_steps:
                 break
         terms, finite = fetch_epoch([(terms, finite) for _, _, terms, finite in records])
-        _append_log(log_path, epoch, sequence.frames, records, terms)
-        failure = first_non_finite("geometry", epoch, [r[0] for r in records], [sequence.frames[r[1]] for r in records],
-                                   terms, finite)
-        if failure:
-            bar.close()
-            raise NonFiniteError(failure)
+        steps, frame_ids = [r[0] for r in records], [sequence.frames[r[1]] for r in records]
+        append_log(log_path, step_lines(epoch, steps, frame_ids, terms))
+        check_finite("geometry", epoch, steps, frame_ids, terms, finite)
         bar.set_postfix({name: f"{float(values[-1]):.4g}" for name, values in terms.items()})
         finished_epoch = position + len(records) == n_frames
         if collect and finished_epoch:
@@ -270,23 +214,3 @@ def remesh_event(vertices: np.ndarray, faces: np.ndarray, statistic: np.ndarray,
     log.info("remesh event %d: %d -> %d vertices (%d edges split) in %.2f s", event_index, len(vertices),
              len(result.vertices), result.n_split, time.perf_counter() - started)
     return result.vertices, result.faces, params, opt_state, blend
-
-
-def _truncate_log(path: str, first_step: int) -> None:
-    """Keep only the log lines of steps before ``first_step`` (those a resumed run will not redo)."""
-    if not os.path.exists(path):
-        return
-    with open(path) as file:
-        kept = [line for line in file if line.strip() and json.loads(line)["step"] < first_step]
-    with open(path, "w") as file:
-        file.writelines(kept)
-
-
-def _append_log(path: str, epoch: int, frame_ids: list[int], records: list, host: dict) -> None:
-    """Append one JSON line per step: ``records`` (step, frame position, ...), ``host`` the epoch's
-    loss terms {name: (n,)} fetched from the device once."""
-    with open(path, "a") as file:
-        for row, (step, index, *_) in enumerate(records):
-            line = {"step": step, "epoch": epoch, "frame": frame_ids[index]}
-            line.update({name: float(values[row]) for name, values in host.items()})
-            file.write(json.dumps(line) + "\n")

@@ -1,6 +1,7 @@
 """The appearance stage (docs/method.md section 8): a UV atlas on the static canonical mesh, a static
 texture ``T^S`` (R, R, 3) and a pose-conditioned dynamic texture ``T^D`` (hash grid + MLP on
-(u, v, z^(2)_t + noise)), fitted to the frames with the geometry frozen.
+(u, v, z^(2)_t + noise)), fitted to the frames with the geometry frozen: the model and its
+jitted step (the loop is :mod:`ngdjax.appearance_fit`, the textured outputs :mod:`ngdjax.outputs`).
 
 Per frame the colour is ``clamp(bilinear(T^S, uv) + T^D(uv, z^(2)_t + nu), 0, 1)`` times coverage,
 at the UVs interpolated over the rasterised, frozen posed garment; the loss is the relative L2
@@ -27,10 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import logging
-import os
-import time
 from typing import NamedTuple
 
 import jax
@@ -39,31 +36,28 @@ import numpy as np
 import optax
 import scipy.ndimage
 from jaxtyping import Array, Float, Int
-from tqdm import tqdm
 
 from ngdjax import fields, losses, metrics
 from ngdjax.camera import to_clip
 from ngdjax.data.loader import Sequence
-from ngdjax.fit import canonical_vertices, log_linear_schedule
-from ngdjax.fit_config import FitConfig, TextureConfig
-from ngdjax.io import write_image, write_text
-from ngdjax.nonfinite import NonFiniteError, finite_by_group, first_non_finite
+from ngdjax.fit_config import TextureConfig
+from ngdjax.geometry import update
+from ngdjax.loop import log_linear_schedule
+from ngdjax.nonfinite import finite_by_group
 from ngdjax.pose_code import pose_codes
 from ngdjax.render.backend import Renderer
 from ngdjax.render.shading import render_texture
 
-log = logging.getLogger("ngdjax")
 
 INITIAL_TEXEL = 0.2  # T^S starts grey (docs/method.md 8.3)
 ATLAS_PADDING = 2  # texels between xatlas charts
 NOISE_SCALE = 0.01  # nu ~ NOISE_SCALE * N * s(step) N(0, I), s from NOISE_START to 0 (docs/method.md 8.4)
 NOISE_START = 0.01
-MATERIAL = "garment"
 
 
 class UVAtlas(NamedTuple):
     """UVs with their own index buffer: ``uv`` (T, 2) float32 in [0, 1] (u along texel columns,
-    v along memory rows, as :func:`ngdjax.render.jax_texture.texture`), ``uv_faces`` (F, 3) int32,
+    v along memory rows, as :func:`ngdjax.render.jax.texture.texture`), ``uv_faces`` (F, 3) int32,
     face f's corners in the order of the geometry's face f."""
 
     uv: np.ndarray
@@ -103,10 +97,10 @@ def init_texture_params(key: Array, texture: TextureConfig) -> dict:
 
 
 def make_texture_optimizer(texture: TextureConfig, n_frames: int) -> optax.GradientTransformation:
-    """Adam (eps 1e-15) with log-linear decays: ``static`` counts steps from 0, ``net`` from N
-    (docs/method.md 9: the static texture's counter is the exception)."""
+    """Adam (``texture.adam_eps``) with log-linear decays: ``static`` counts steps from 0, ``net``
+    from N (docs/method.md 9: the static texture's counter is the exception)."""
     def adam(lr, decay_steps, offset):
-        return optax.chain(optax.scale_by_adam(eps=1e-15),
+        return optax.chain(optax.scale_by_adam(eps=texture.adam_eps),
                            optax.scale_by_learning_rate(log_linear_schedule(*lr, decay_steps, offset)))
     return optax.multi_transform(
         {"static": adam(texture.lr_static, texture.static_decay_steps, 0),
@@ -230,9 +224,6 @@ def texture_map(params: dict, config: fields.TextureNetConfig, code: Float[Array
     return jnp.clip(static + residual.reshape(static.shape), 0.0, 1.0)
 
 
-TRACES = {"texture_step": 0}  # how many times the step was traced (tests read it)
-
-
 @functools.lru_cache(maxsize=8)
 def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int, resolution: tuple[int, int]):
     """The jitted step ``step(params, opt_state, frames, index, key, step_count, dynamic) ->
@@ -244,7 +235,6 @@ def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int,
     height, width = resolution
 
     def step(params, opt_state, frames: TextureFrames, index, key, step_count, dynamic: bool):
-        TRACES["texture_step"] += 1
         noise = code_noise_std(step_count, n_frames, texture.static_decay_steps) * jax.random.normal(
             key, (config.code_dim,))
         code = frames.code[index] + noise
@@ -254,10 +244,10 @@ def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int,
             terms = losses.relative_l2_terms(colour, frames.colours[index]) * frames.valid[index][:, None]
             return (jnp.sum(terms) + frames.unseen[index]) / (height * width * 3)
 
-        loss, grads = jax.value_and_grad(loss_of)(params)
-        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        with jax.named_scope("texture_losses"):
+            loss, grads = jax.value_and_grad(loss_of)(params)
+        with jax.named_scope("update"):
+            params, opt_state = update(optimizer, grads, opt_state, params)
         return params, opt_state, loss, finite_by_group(params)
 
     return jax.jit(step, static_argnames=("dynamic",), donate_argnums=(0, 1))
@@ -273,51 +263,6 @@ class TextureResult:
     rasts: np.ndarray
     dynamic: bool
     seconds: float
-
-
-def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
-                faces: np.ndarray, renderer: Renderer, run_dir: str, progress: bool = True) -> TextureResult:
-    """Fit ``T^S`` and ``T^D`` to the sequence with the garment frozen: ``posed`` (T, V, 3) world
-    vertices of every frame, ``canonical`` (V, 3) the static canonical mesh (for the atlas),
-    ``faces`` (F, 3). Epochs of shuffled frames (the geometry's orders for ``optim.seed``), one
-    jitted step per frame, ``T^D`` off for ``texture.warmup_epochs``; appends one line per step
-    with ``"stage": "texture"`` to ``run_dir/log.jsonl`` (earlier texture lines are dropped)."""
-    from ngdjax.train import epoch_order, fetch_epoch, step_keys
-
-    started = time.perf_counter()
-    texture, n_frames = config.texture, sequence.n_frames
-    atlas = uv_atlas(canonical, faces, texture.resolution)
-    rasts = rasterize_frames(renderer, posed, faces, sequence.mv, sequence.proj, sequence.resolution)
-    frames = prepare_texture_frames(sequence, rasts, atlas, renderer, texture)
-    params = init_texture_params(jax.random.PRNGKey(config.optim.seed + 2), texture)
-    opt_state = make_texture_optimizer(texture, n_frames).init(params)
-    step_settings = dataclasses.replace(texture, epochs=0, warmup_epochs=0, erode_iterations=0)  # unused by a step
-    step = make_texture_step(renderer, step_settings, n_frames, tuple(sequence.resolution))
-    base_key = jax.random.PRNGKey(config.optim.seed + 3)
-    log_path = os.path.join(run_dir, "log.jsonl")
-    _drop_texture_lines(log_path)
-    bar = tqdm(total=texture.epochs * n_frames, desc="texture", unit="step", disable=not progress, dynamic_ncols=True)
-    step_count, dynamic = 0, False
-    for epoch in range(texture.epochs):
-        dynamic = epoch >= texture.warmup_epochs
-        records = []
-        order = epoch_order(config.optim.seed, epoch, n_frames)
-        for index, key in zip(order, step_keys(base_key, step_count, n_frames)):
-            params, opt_state, loss, finite = step(params, opt_state, frames, np.int32(index), key,
-                                                   np.int32(step_count), dynamic=dynamic)
-            records.append((step_count, int(index), loss, finite))
-            step_count += 1
-            bar.update(1)
-        losses_host, finite = fetch_epoch([(loss, finite) for _, _, loss, finite in records])
-        _append_log(log_path, epoch, sequence.frames, records, losses_host)
-        failure = first_non_finite("appearance", epoch, [r[0] for r in records],
-                                   [sequence.frames[r[1]] for r in records], {"relative_l2": losses_host}, finite)
-        if failure:
-            bar.close()
-            raise NonFiniteError(failure)
-        bar.set_postfix(relative_l2=f"{float(losses_host[-1]):.4g}")
-    bar.close()
-    return TextureResult(params, atlas, rasts, dynamic, time.perf_counter() - started)
 
 
 def textured_renders(result: TextureResult, renderer: Renderer, sequence: Sequence,
@@ -343,102 +288,3 @@ def appearance_metrics(images: np.ndarray, sequence: Sequence) -> dict:
         per_frame["psnr"][index] = metrics.psnr_masked(images[t], targets[t], sequence.masks[t])
         per_frame["ssim"][index] = metrics.ssim_masked(images[t], targets[t], sequence.masks[t])
     return metrics.summarise(per_frame)
-
-
-def textured_obj(vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas, mtl_name: str) -> str:
-    """OBJ text of a mesh (V, 3) / (F, 3) with the atlas's UVs (``vt`` flipped to OBJ's
-    bottom-up v, for a PNG whose first row is the map's first memory row) and material
-    ``garment`` from ``mtl_name``."""
-    vertex_lines = "\n".join(f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, np.float64))
-    uv_lines = "\n".join(f"vt {u:.6f} {1.0 - v:.6f}" for u, v in atlas.uv)
-    corners = np.stack([np.asarray(faces) + 1, atlas.uv_faces + 1], axis=-1)  # (F, 3, 2), 1-based
-    face_lines = "\n".join("f " + " ".join(f"{a}/{b}" for a, b in face) for face in corners)
-    return f"mtllib {mtl_name}\nusemtl {MATERIAL}\n{vertex_lines}\n{uv_lines}\n{face_lines}\n"
-
-
-def material(texture_name: str) -> str:
-    """MTL text of the ``garment`` material, its diffuse colour from ``texture_name``."""
-    return f"newmtl {MATERIAL}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_name}\n"
-
-
-def write_textured_mesh(path: str, vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas,
-                        texture: np.ndarray) -> None:
-    """``path`` (.obj) with its ``.mtl`` and ``.png`` (the map (R, R, 3) in [0, 1]) beside it, atomically."""
-    stem = os.path.splitext(path)[0]
-    name = os.path.basename(stem)
-    write_image(stem + ".png", np.round(np.clip(texture, 0.0, 1.0) * 255).astype(np.uint8))
-    write_text(stem + ".mtl", material(name + ".png"))
-    write_text(path, textured_obj(vertices, faces, atlas, name + ".mtl"))
-
-
-def write_texture_outputs(run_dir: str, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
-                          faces: np.ndarray, result: TextureResult, renderer: Renderer,
-                          texture: TextureConfig, renders: bool = True) -> dict:
-    """Textured ``meshes/frame_XXXX.obj`` (+ .mtl, .png of T^S + T^D_t), ``canonical.obj``
-    (+ .mtl, .png of T^S), ``renders/textured_XXXX.png`` (target | textured render over the
-    dimmed target); returns the ``psnr``/``ssim`` metrics."""
-    maps, images = textured_renders(result, renderer, sequence, texture)
-    for t, index in enumerate(sequence.frames):
-        write_textured_mesh(os.path.join(run_dir, "meshes", f"frame_{index:04d}.obj"), posed[t], faces,
-                            result.atlas, maps[t])
-        if renders:
-            target = sequence.images[t].astype(np.float32) / 255.0
-            coverage = (result.rasts[t, ..., 3:4] > 0).astype(np.float32)
-            panel = np.concatenate([target, images[t] + (1.0 - coverage) * 0.35 * target], axis=1)
-            write_image(os.path.join(run_dir, "renders", f"textured_{index:04d}.png"),
-                        np.round(np.clip(panel, 0.0, 1.0) * 255).astype(np.uint8))
-    write_textured_mesh(os.path.join(run_dir, "canonical.obj"), canonical, faces, result.atlas,
-                        np.asarray(result.params["static"]))
-    return appearance_metrics(images, sequence)
-
-
-def run_appearance(config: FitConfig, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
-                   faces: np.ndarray, renderer: Renderer, run_dir: str, progress: bool = True) -> tuple[dict, dict]:
-    """Fit and write the appearance stage; returns (metrics ``psnr``/``ssim``, seconds per part:
-    ``texture`` (the fit) and ``texture_outputs``)."""
-    result = fit_texture(config, sequence, posed, canonical, faces, renderer, run_dir, progress)
-    started = time.perf_counter()
-    found = write_texture_outputs(run_dir, sequence, posed, canonical, faces, result, renderer, config.texture,
-                                  config.output.renders)
-    log.info("appearance: psnr %.2f dB, ssim %.4f (masked, training frames)", found["psnr"]["mean"],
-             found["ssim"]["mean"])
-    return found, {"texture": result.seconds, "texture_outputs": time.perf_counter() - started}
-
-
-def load_geometry(config: FitConfig, sequence: Sequence, run_dir: str, renderer: Renderer):
-    """A finished geometry run's garment from ``run_dir/checkpoint``: (posed (T, V, 3), canonical
-    (V, 3), faces (F, 3)), for running the appearance stage alone. Raises ValueError when the
-    checkpoint is missing or the geometry fit has not finished."""
-    from ngdjax import checkpoint, outputs
-    from ngdjax.body.model import load_body
-    from ngdjax.train import fit_geometry
-
-    ckpt_dir = os.path.join(run_dir, "checkpoint")
-    if not checkpoint.has_checkpoint(ckpt_dir):
-        raise ValueError(f"{ckpt_dir}: no geometry checkpoint")
-    meta, _ = checkpoint.load_checkpoint_meta(ckpt_dir)
-    if int(meta["epoch"]) < config.optim.epochs:
-        raise ValueError(f"{ckpt_dir}: the geometry fit stopped at epoch {meta['epoch']} of {config.optim.epochs}")
-    body = load_body(sequence.body_model, sequence.body_model_path)
-    geometry = fit_geometry(config, sequence, body, renderer, run_dir, resume=True, progress=False)
-    network_on = config.field.dynamic and config.optim.epochs > config.optim.warmup_epochs
-    posed = outputs.predict_posed(geometry.params, geometry.problem, geometry.frames, network_on)
-    return posed, np.asarray(canonical_vertices(geometry.params, geometry.problem)), geometry.template_faces
-
-
-def _drop_texture_lines(path: str) -> None:
-    """Remove the log lines of an earlier appearance fit (the stage restarts from scratch)."""
-    if not os.path.exists(path):
-        return
-    with open(path) as file:
-        kept = [line for line in file if line.strip() and json.loads(line).get("stage") != "texture"]
-    write_text(path, "".join(kept))
-
-
-def _append_log(path: str, epoch: int, frame_ids: list[int], records: list, values: np.ndarray) -> None:
-    """Append one JSON line per step: ``records`` (step, frame position, ...), ``values`` (n,) the
-    epoch's losses fetched from the device once."""
-    with open(path, "a") as file:
-        file.writelines(json.dumps({"stage": "texture", "step": step, "epoch": epoch, "frame": frame_ids[index],
-                                    "relative_l2": float(value)}) + "\n"
-                        for (step, index, *_), value in zip(records, values))
