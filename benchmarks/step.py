@@ -70,9 +70,10 @@ def make_sequence(n_frames: int = 8, synth_config: str = SYNTH_CONFIG, overrides
 
 def configs(log2_table_size: int = 19):
     """The method's field, loss and optimizer settings (ngdjax defaults) with the given table size."""
+    from ngdjax.fields import NetworkConfig
     from ngdjax.fit_config import FieldConfig, LossConfig, OptimConfig
 
-    return FieldConfig(log2_table_size=log2_table_size), LossConfig(), OptimConfig()
+    return FieldConfig(network=NetworkConfig(log2_table_size=log2_table_size)), LossConfig(), OptimConfig()
 
 
 def peak_memory_gb() -> float | None:

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     summary.update(frames=n_frames, resolution=list(sequence.resolution), vertices=len(sequence.template_vertices),
                    faces=len(sequence.template_faces), renderer=renderer.name, epochs=optim.epochs,
                    warmup_epochs=optim.warmup_epochs, remesh_epochs=list(config.remesh.epochs),
-                   log2_table_size=config.field.log2_table_size, checkpoint_every=optim.checkpoint_every)
+                   log2_table_size=config.field.network.log2_table_size, checkpoint_every=optim.checkpoint_every)
     print(f"sequence: {n_frames} frames {sequence.resolution}, V={summary['vertices']}, generated in "
           f"{summary['sequence_generate_s']} s, loaded in {summary['sequence_load_s']} s", flush=True)
 

@@ -305,8 +305,8 @@ class TorchReferenceFit:
         self.taps = to(gaussian_window_1d())
         fused = device.type == "cuda"
         self.optimizer = torch.optim.Adam(
-            [{"params": [self.static], "lr": optim.lr_static[0]}, {"params": list(self.net.parameters()),
-                                                                    "lr": optim.lr_net[0]}],
+            [{"params": [self.static], "lr": optim.static.lr[0]}, {"params": list(self.net.parameters()),
+                                                                    "lr": optim.net.lr[0]}],
             betas=(0.9, 0.999), eps=optim.adam_eps, fused=fused)
         self.count = 0
 
@@ -317,7 +317,7 @@ class TorchReferenceFit:
         def lr(bounds, decay):
             t = min(max((self.count + self.n_frames) / decay, 0.0), 1.0)
             return math.exp((1 - t) * math.log(bounds[0]) + t * math.log(bounds[1]))
-        return lr(self.optim.lr_static, self.optim.static_decay_steps), lr(self.optim.lr_net, self.optim.net_decay_steps)
+        return lr(self.optim.static.lr, self.optim.static.decay_steps), lr(self.optim.net.lr, self.optim.net.decay_steps)
 
     # The forward pieces (also timed one by one for the breakdown)
     def posed_static_features(self, transforms):

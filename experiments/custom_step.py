@@ -11,13 +11,14 @@ import optax
 
 import ngdjax
 from ngdjax import losses
+from ngdjax.fields import NetworkConfig
 from ngdjax.fit_config import FieldConfig
 
 
 def fit(sequence_dir: str, steps: int = 60) -> list[float]:
     seq = ngdjax.load_sequence(sequence_dir)
-    body, renderer, field = ngdjax.load_body(seq.body_model), ngdjax.get_renderer("auto"), FieldConfig(
-        log2_table_size=12, n_levels=8)
+    body, renderer = ngdjax.load_body(seq.body_model), ngdjax.get_renderer("auto")
+    field = FieldConfig(network=NetworkConfig(log2_table_size=12, n_levels=8))
     problem = ngdjax.build_problem(seq.template_vertices, seq.template_faces, body, seq.shape[0], seq.resolution,
                                    field, has_diffuse=False, has_depth=False)
     frames = ngdjax.prepare_frames(seq, field.pose_code_dim, body)

@@ -20,7 +20,7 @@ Deviations from the method (each keeps the function being fitted, and saves work
   method uses j/R, i/R), so that sampling the map at a UV reproduces the trained ``T^D``.
 - xatlas packs at the texture resolution with 2 texels of padding between charts (the method
   keeps xatlas's defaults), so bilinear lookups do not mix charts.
-- The code noise decays over ``static_decay_steps`` (the method's 100k, rescaled with the
+- The code noise decays over ``static.decay_steps`` (the method's 100k, rescaled with the
   configs' schedules).
 """
 
@@ -85,8 +85,7 @@ def uv_atlas(vertices: np.ndarray, faces: np.ndarray, resolution: int = 1024) ->
 
 def texture_net_config(texture: TextureConfig) -> fields.TextureNetConfig:
     """The dynamic texture network of a texture config."""
-    return fields.TextureNetConfig(code_dim=texture.pose_code_dim, n_levels=texture.n_levels,
-                                   log2_table_size=texture.log2_table_size, hidden=tuple(texture.hidden))
+    return fields.TextureNetConfig(code_dim=texture.pose_code_dim, network=texture.network)
 
 
 def init_texture_params(key: Array, texture: TextureConfig) -> dict:
@@ -103,8 +102,8 @@ def make_texture_optimizer(texture: TextureConfig, n_frames: int) -> optax.Gradi
         return optax.chain(optax.scale_by_adam(eps=texture.adam_eps),
                            optax.scale_by_learning_rate(log_linear_schedule(*lr, decay_steps, offset)))
     return optax.multi_transform(
-        {"static": adam(texture.lr_static, texture.static_decay_steps, 0),
-         "net": adam(texture.lr_net, texture.net_decay_steps, n_frames)},
+        {"static": adam(texture.static.lr, texture.static.decay_steps, 0),
+         "net": adam(texture.net.lr, texture.net.decay_steps, n_frames)},
         {"static": "static", "net": "net"})
 
 
@@ -235,7 +234,7 @@ def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int,
     height, width = resolution
 
     def step(params, opt_state, frames: TextureFrames, index, key, step_count, dynamic: bool):
-        noise = code_noise_std(step_count, n_frames, texture.static_decay_steps) * jax.random.normal(
+        noise = code_noise_std(step_count, n_frames, texture.static.decay_steps) * jax.random.normal(
             key, (config.code_dim,))
         code = frames.code[index] + noise
 

@@ -1,6 +1,6 @@
 """Typed configuration: frozen dataclasses filled from YAML plus dotted ``key=value`` overrides.
 
-``load_config(path, FitConfig, ["optim.lr_static=1e-3"])`` reads the YAML mapping, applies the
+``load_config(path, FitConfig, ["optim.static.lr=[1e-3, 1e-4]"])`` reads the YAML mapping, applies the
 overrides, and builds the dataclass tree, checking every key, type and range. Unknown keys, wrong
 types, malformed overrides and out-of-range values raise :class:`~ngdjax.errors.InputError`, all
 problems at once, one line each naming the dotted key and where its value came from: the YAML
@@ -8,7 +8,8 @@ file, or the override (``override 'optim.epochs=-3'``). Override values are pars
 scalars (``3``, ``1e-3``, ``true``, ``[256, 256]``).
 
 Ranges: a config dataclass may define ``problems(self) -> list[tuple[str, str]]``, returning
-(field, what is wrong) pairs; they are checked once the types are right.
+(field, what is wrong) pairs; they are checked once the types are right. Renamed keys: a class
+attribute ``RENAMED = {old: new}`` turns an old key's "unknown key" into a pointer to the new one.
 
 Paths: a field declared with :func:`path_field` is a file or directory. A relative path written in
 a config file is taken from that file's directory; one given as an override, from the current
@@ -141,8 +142,10 @@ def _build(cls, raw, prefix: str, origin, problems: list[str]):
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    problems += [f"{where(prefix + key)}: unknown key '{prefix}{key}' (known: {', '.join(fields)})"
-                 for key in raw if key not in fields]
+    renamed = getattr(cls, "RENAMED", {})
+    problems += [f"{where(prefix + key)}: unknown key '{prefix}{key}' " + (
+        f"(renamed to '{prefix}{renamed[key]}')" if key in renamed else f"(known: {', '.join(fields)})")
+        for key in raw if key not in fields]
     values = {}
     count = len(problems)
     for name, field in fields.items():
@@ -157,7 +160,11 @@ def _build(cls, raw, prefix: str, origin, problems: list[str]):
         values[name] = value
     if len(problems) > count:
         return None
-    config = cls(**values)
+    try:
+        config = cls(**values)
+    except ValueError as error:  # a class that checks itself on construction
+        problems.append(f"{where(prefix.rstrip('.'))}: '{prefix.rstrip('.') or cls.__name__}': {error}")
+        return None
     if hasattr(config, "problems"):
         problems += [f"{where(prefix + name)}: '{prefix}{name}' {message}" for name, message in config.problems()]
     return config

@@ -26,21 +26,21 @@ from ngdjax.hashgrid import HashGridConfig, encode, init_hash_grid
 TCNN_WIDTH_MULTIPLE = 16  # tcnn pads MLP widths to this multiple (Xavier bounds use padded fans)
 
 
+def _check_hidden(name: str, hidden: tuple[int, ...]) -> None:
+    if not hidden or any(width < 1 for width in hidden):
+        raise ValueError(f"{name}.hidden must list at least one positive width, got {hidden}")
+
+
 @dataclasses.dataclass(frozen=True)
-class DynamicJacobianConfig:
-    """``f_G``: three hash grids (centroid, normal, pose code) -> MLP -> 3x3 per face.
+class NetworkConfig:
+    """A network's size: its hash-grid encoders and its MLP (one block of settings, used by the fit's
+    configs as they are and by both networks below). Hashable, so it can be a static jit argument."""
 
-    ``out_dim`` 9 is the method's (a 3x3 Jacobian per face); 3 gives per-vertex displacements
-    for the ``vertex_offsets`` baseline, with the same encoders and MLP.
-    """
-
-    pose_dim: int = 4  # C, length of the PCA pose code z_t
-    out_dim: int = 9  # MLP outputs per element
-    n_levels: int = 16  # hash-grid levels per encoder
-    n_features: int = 2  # features per level
-    log2_table_size: int = 19  # 19 as the method (GPU); the CPU demo uses 14-16
-    base_resolution: int = 16  # level-0 grid vertices per dimension
-    per_level_scale: float = 2.0  # resolution growth per level
+    n_levels: int = 16  # hash-grid resolution levels per encoder
+    n_features: int = 2  # features per level and table entry
+    log2_table_size: int = 19  # each level holds at most 2^k entries: 19 as the method (GPU), 14 on the CPU demo
+    base_resolution: int = 16  # grid vertices per dimension at level 0
+    per_level_scale: float = 2.0  # resolution growth factor between levels
     hidden: tuple[int, ...] = (64, 64)  # hidden widths of the bias-free ReLU MLP
 
     def __post_init__(self):
@@ -51,10 +51,36 @@ class DynamicJacobianConfig:
         return HashGridConfig(input_dim, self.n_levels, self.n_features, self.log2_table_size,
                               self.base_resolution, self.per_level_scale)
 
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong) for a config file (:mod:`ngdjax.config`)."""
+        checks = [("n_levels", self.n_levels >= 1, ">= 1"), ("n_features", self.n_features >= 1, ">= 1"),
+                  ("log2_table_size", 4 <= self.log2_table_size <= 24, "within [4, 24]"),
+                  ("base_resolution", self.base_resolution >= 2, ">= 2"),
+                  ("per_level_scale", self.per_level_scale >= 1.0, ">= 1"),
+                  ("hidden", bool(self.hidden) and min(self.hidden) >= 1, "one or more widths >= 1")]
+        return [(name, f"must be {rule}, got {getattr(self, name)!r}") for name, ok, rule in checks if not ok]
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicJacobianConfig:
+    """``f_G``: three hash grids (centroid, normal, pose code) -> MLP -> 3x3 per face.
+
+    ``out_dim`` 9 is the method's (a 3x3 Jacobian per face); 3 gives per-vertex displacements
+    for the ``vertex_offsets`` baseline, with the same encoders and MLP.
+    """
+
+    pose_dim: int = 4  # C, length of the PCA pose code z_t
+    out_dim: int = 9  # MLP outputs per element
+    network: NetworkConfig = NetworkConfig()
+
+    def grid(self, input_dim: int) -> HashGridConfig:
+        """The hash-grid config of one encoder of ``input_dim`` inputs."""
+        return self.network.grid(input_dim)
+
     @property
     def widths(self) -> tuple[int, ...]:
         """MLP widths from input to output: ``(3 * L * F, *hidden, out_dim)``."""
-        return (3 * self.n_levels * self.n_features, *self.hidden, self.out_dim)
+        return (3 * self.network.n_levels * self.network.n_features, *self.network.hidden, self.out_dim)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,30 +88,16 @@ class TextureNetConfig:
     """Dynamic texture: one hash grid on (u, v, pose code) -> MLP -> RGB residual."""
 
     code_dim: int = 2  # length of the texture pose code z^(2)_t
-    n_levels: int = 16  # hash-grid levels
-    n_features: int = 2  # features per level
-    log2_table_size: int = 19  # 19 as the method (GPU); the CPU demo uses 14-16
-    base_resolution: int = 16  # level-0 grid vertices per dimension
-    per_level_scale: float = 2.0  # resolution growth per level
-    hidden: tuple[int, ...] = (64, 64)  # hidden widths of the bias-free ReLU MLP
-
-    def __post_init__(self):
-        _check_hidden(type(self).__name__, self.hidden)
+    network: NetworkConfig = NetworkConfig()
 
     def grid(self) -> HashGridConfig:
         """The hash-grid config on ``2 + code_dim`` inputs."""
-        return HashGridConfig(2 + self.code_dim, self.n_levels, self.n_features, self.log2_table_size,
-                              self.base_resolution, self.per_level_scale)
+        return self.network.grid(2 + self.code_dim)
 
     @property
     def widths(self) -> tuple[int, ...]:
         """MLP widths from input to output: ``(L * F, *hidden, 3)``."""
-        return (self.n_levels * self.n_features, *self.hidden, 3)
-
-
-def _check_hidden(name: str, hidden: tuple[int, ...]) -> None:
-    if not hidden or any(width < 1 for width in hidden):
-        raise ValueError(f"{name}.hidden must list at least one positive width, got {hidden}")
+        return (self.network.n_levels * self.network.n_features, *self.network.hidden, 3)
 
 
 def _padded(width: int) -> int:
@@ -150,7 +162,7 @@ def dynamic_field(
                          f"got {positions.shape} and {normals.shape}")
     if pose_code.shape != (config.pose_dim,):
         raise ValueError(f"dynamic_field: pose_code must be ({config.pose_dim},), got {pose_code.shape}")
-    width = config.n_levels * config.n_features
+    width = config.network.n_levels * config.network.n_features
     first, *rest = params["layers"]
     features = jnp.concatenate(
         [encode(params["position_grid"], config.grid(3), positions),

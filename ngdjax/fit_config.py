@@ -1,7 +1,11 @@
 """The fit's typed configuration (YAML files under configs/, loaded by :func:`ngdjax.config.load_config`).
 
 Defaults are the method's (docs/method.md sections 6, 7, 8, 9); configs rescale epochs, schedules and
-table sizes. Every loss weight is here.
+table sizes. Every loss weight is here. Two blocks are shared: :class:`~ngdjax.fields.NetworkConfig`
+(a network's size, for the deformation field and the dynamic texture) and :class:`ScheduleConfig`
+(a learning rate and its decay, for each parameter group of each stage). Every class lists the
+range problems of its own fields (``problems()``), checked when a config is loaded; ``RENAMED``
+maps a key's earlier name to its current one, so an old config gets a pointer instead of a puzzle.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ import dataclasses
 from typing import Literal
 
 from ngdjax.config import path_field
+from ngdjax.fields import NetworkConfig
 from ngdjax.render.backend import RenderBackend
+
+DeformationName = Literal["jacobian_fields", "vertex_offsets"]  # keys of ngdjax.geometry.DEFORMATIONS
 
 
 def at_least(value, bound, name: str) -> list[tuple[str, str]]:
@@ -23,81 +30,65 @@ def positive(value, name: str) -> list[tuple[str, str]]:
     return [(name, f"must be > 0, got {value}")] if value <= 0 else []
 
 
-def in_unit_interval(value, name: str) -> list[tuple[str, str]]:
-    """[(name, message)] unless ``0 <= value <= 1``."""
-    return [] if 0 <= value <= 1 else [(name, f"must be within [0, 1], got {value}")]
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    """A log-linear learning-rate decay from ``lr[0]`` to ``lr[1]`` over ``decay_steps`` steps
+    (docs/method.md 9)."""
 
+    lr: tuple[float, float] = (1.5e-3, 1.6e-7)  # (start, end) learning rate
+    decay_steps: int = 140_000  # steps from the start rate to the end rate, held after
 
-def learning_rate_schedule(rates: tuple[float, float], decay_steps: int, rates_name: str,
-                           steps_name: str) -> list[tuple[str, str]]:
-    """Problems of a log-linear decay from ``rates[0]`` to ``rates[1]`` over ``decay_steps``."""
-    problems = [(rates_name, f"must be two rates > 0 (start, end), got {list(rates)}")] if min(rates) <= 0 else []
-    return problems + at_least(decay_steps, 1, steps_name)
+    def problems(self) -> list[tuple[str, str]]:
+        rates = [] if min(self.lr) > 0 else [("lr", f"must be two rates > 0 (start, end), got {list(self.lr)}")]
+        return rates + at_least(self.decay_steps, 1, "decay_steps")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """sequence: the sequence directory. synth_config: a configs/synth/*.yaml that generates it
-    when the directory does not exist yet (the built-in demo). Relative paths are taken from the
-    config file's directory (an override's from the current directory)."""
+    """Where the sequence is. Relative paths are taken from the config file's directory (an
+    override's from the current directory)."""
 
-    sequence: str = path_field()
-    synth_config: str | None = path_field(None)
+    sequence: str = path_field()  # the sequence directory (docs/sequence_format.md)
+    synth_config: str | None = path_field(None)  # a configs/synth/*.yaml generating it when the directory is new or empty
 
 
 @dataclasses.dataclass(frozen=True)
 class FieldConfig:
-    """The deformation model. ``jacobian_fields``: static per-face Jacobians + the pose-conditioned
-    hash-grid network (the method). ``vertex_offsets``: static + pose-conditioned per-vertex
-    displacements with a Laplacian regulariser (the baseline). ``dynamic: false`` keeps the
-    network off for the whole fit (the static-only ablation). ``zero_root``: the network reads the
-    static mesh posed without the body's global rotation and translation (docs/method.md 4.5, as for
-    PeopleSnapshot, where the subject turns in place), so a garment point keeps its input
+    """The deformation model (``ngdjax.geometry.DEFORMATIONS``). ``zero_root``: the network reads
+    the static mesh posed without the body's global rotation and translation (docs/method.md 4.5,
+    as for PeopleSnapshot, where the subject turns in place), so a garment point keeps its input
     position however the body is turned."""
 
-    deformation: Literal["jacobian_fields", "vertex_offsets"] = "jacobian_fields"
-    dynamic: bool = True
-    zero_root: bool = False
-    pose_code_dim: int = 4
-    n_levels: int = 16
-    n_features: int = 2
-    log2_table_size: int = 19
-    base_resolution: int = 16
-    per_level_scale: float = 2.0
-    hidden: tuple[int, ...] = (64, 64)
+    RENAMED = {name: f"network.{name}" for name in
+               ("n_levels", "n_features", "log2_table_size", "base_resolution", "per_level_scale", "hidden")}
+
+    deformation: DeformationName = "jacobian_fields"  # the method's per-face Jacobians, or the vertex_offsets baseline
+    dynamic: bool = True  # false: the network stays off (the static-only ablation)
+    zero_root: bool = False  # the network's input ignores the body's global rotation and translation
+    pose_code_dim: int = 4  # length of the PCA pose code the network reads
+    network: NetworkConfig = NetworkConfig()  # the dynamic field's hash grids and MLP
 
     def problems(self) -> list[tuple[str, str]]:
-        return (at_least(self.pose_code_dim, 1, "pose_code_dim") + at_least(self.n_levels, 1, "n_levels")
-                + at_least(self.n_features, 1, "n_features") + network_size_problems(self.log2_table_size, self.hidden)
-                + at_least(self.base_resolution, 1, "base_resolution") + at_least(self.per_level_scale, 1.0, "per_level_scale"))
-
-
-def network_size_problems(log2_table_size: int, hidden: tuple[int, ...]) -> list[tuple[str, str]]:
-    """Problems of a hash table size (2^k entries) and an MLP's hidden widths."""
-    problems = [] if 4 <= log2_table_size <= 24 else [("log2_table_size", f"must be within [4, 24], got {log2_table_size}")]
-    return problems + ([("hidden", f"widths must be >= 1, got {list(hidden)}")] if any(w < 1 for w in hidden) else [])
+        return at_least(self.pose_code_dim, 1, "pose_code_dim")
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     """Weights (docs/method.md 6): rendering x [(1 - ssim) Huber + ssim (1 - SSIM) + silhouette MSE]
-    + jacobian x regulariser + depth x ranking; laplacian only for ``vertex_offsets``.
-    ``jacobian_smoothness`` (our addition, 0 = the method): squared difference of the full
-    Jacobians of adjacent faces, summed and divided by the input template's pair count (so
-    remeshing does not weaken it), which carries what the camera sees to faces it never sees."""
+    + jacobian x regulariser + depth x ranking; laplacian only for ``vertex_offsets``."""
 
-    rendering: float = 5.0
-    huber_weight: float = 0.65
-    ssim_weight: float = 0.35
-    silhouette: float = 0.4
-    huber_delta: float = 0.005
-    jacobian: float = 0.25
-    depth: float = 1.0
-    depth_boxes: int = 50
-    depth_box: int = 64
-    depth_margin: float = 0.1
-    laplacian: float = 1.0
-    jacobian_smoothness: float = 0.0
+    rendering: float = 5.0  # weight of the whole rendering term
+    huber_weight: float = 0.65  # shading: Huber share
+    ssim_weight: float = 0.35  # shading: (1 - SSIM) share
+    silhouette: float = 0.4  # silhouette MSE within the rendering term
+    huber_delta: float = 0.005  # Huber loss threshold
+    jacobian: float = 0.25  # Jacobian regulariser (identity pull of the dynamic part)
+    depth: float = 1.0  # depth-ranking loss
+    depth_boxes: int = 50  # depth-ranking boxes sampled per step
+    depth_box: int = 64  # their side in pixels
+    depth_margin: float = 0.1  # ranking margin in metres
+    laplacian: float = 1.0  # Laplacian regulariser (vertex_offsets only)
+    jacobian_smoothness: float = 0.0  # ours, 0 = the method: adjacent faces' Jacobians alike (over the input template's pairs)
 
     def problems(self) -> list[tuple[str, str]]:
         weights = ("rendering", "huber_weight", "ssim_weight", "silhouette", "jacobian", "depth", "laplacian",
@@ -109,24 +100,23 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Adam with log-linear learning-rate decays (docs/method.md 9); ``epochs`` passes over the frames,
-    one shuffled frame per step; the network is off for ``warmup_epochs``."""
+    """The geometry stage's optimisation (docs/method.md 9): Adam per parameter group with its own
+    schedule; ``epochs`` passes over the frames, one shuffled frame per step."""
 
-    epochs: int = 1200
-    warmup_epochs: int = 100
-    lr_static: tuple[float, float] = (1.5e-3, 8e-7)
-    static_decay_steps: int = 100_000
-    lr_net: tuple[float, float] = (1.5e-3, 1.6e-7)
-    net_decay_steps: int = 140_000
-    adam_eps: float = 1e-15
-    clip_static: float = 1.0
-    seed: int = 99
-    checkpoint_every: int = 10
+    RENAMED = {"lr_static": "static.lr", "static_decay_steps": "static.decay_steps", "lr_net": "net.lr",
+               "net_decay_steps": "net.decay_steps"}
+
+    epochs: int = 1200  # passes over the frames
+    warmup_epochs: int = 100  # epochs with the network off
+    static: ScheduleConfig = ScheduleConfig((1.5e-3, 8e-7), 100_000)  # the static Jacobians' learning rate
+    net: ScheduleConfig = ScheduleConfig((1.5e-3, 1.6e-7), 140_000)  # the network's learning rate
+    adam_eps: float = 1e-15  # Adam's epsilon
+    clip_static: float = 1.0  # global-norm clip of the static group's gradient
+    seed: int = 99  # parameters, frame orders and step keys
+    checkpoint_every: int = 10  # epochs between checkpoints
 
     def problems(self) -> list[tuple[str, str]]:
         return (at_least(self.epochs, 1, "epochs") + at_least(self.warmup_epochs, 0, "warmup_epochs")
-                + learning_rate_schedule(self.lr_static, self.static_decay_steps, "lr_static", "static_decay_steps")
-                + learning_rate_schedule(self.lr_net, self.net_decay_steps, "lr_net", "net_decay_steps")
                 + positive(self.adam_eps, "adam_eps") + positive(self.clip_static, "clip_static")
                 + at_least(self.checkpoint_every, 1, "checkpoint_every"))
 
@@ -135,13 +125,13 @@ class OptimConfig:
 class RemeshConfig:
     """Adaptive remeshing (docs/method.md 7): after each epoch in ``epochs``."""
 
-    enabled: bool = True
-    epochs: tuple[int, ...] = (400, 600)
-    quantile: tuple[float, float] = (0.85, 0.95)
-    edge_length: tuple[float, float] = (0.010, 0.007)
-    schedule_steps: int = 10
-    max_vertices: int = 15_000
-    blend_epochs: int = 10
+    enabled: bool = True  # remesh at all (jacobian_fields only)
+    epochs: tuple[int, ...] = (400, 600)  # remesh after these epochs
+    quantile: tuple[float, float] = (0.85, 0.95)  # faces above this gradient quantile split, per event
+    edge_length: tuple[float, float] = (0.010, 0.007)  # target edge length in metres, per event
+    schedule_steps: int = 10  # refinement steps per event
+    max_vertices: int = 15_000  # no split beyond this many vertices
+    blend_epochs: int = 10  # epochs over which the network's residual blends in after an event
 
     def problems(self) -> list[tuple[str, str]]:
         problems = [("epochs", f"must be distinct epochs >= 0 in increasing order, got {list(self.epochs)}")
@@ -156,31 +146,27 @@ class RemeshConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TextureConfig:
-    """The appearance stage (docs/method.md 8)."""
+    """The appearance stage (docs/method.md 8): a static texture and a pose-conditioned dynamic one."""
 
-    enabled: bool = True
-    resolution: int = 1024
-    epochs: int = 1100
-    warmup_epochs: int = 100
-    lr_static: tuple[float, float] = (1e-2, 1.6e-5)
-    static_decay_steps: int = 100_000
-    lr_net: tuple[float, float] = (1.5e-3, 1.6e-7)
-    net_decay_steps: int = 140_000
-    adam_eps: float = 1e-15
-    pose_code_dim: int = 2
-    n_levels: int = 16
-    log2_table_size: int = 19
-    hidden: tuple[int, ...] = (64, 64)
-    erode_iterations: int = 2
+    RENAMED = {"lr_static": "static.lr", "static_decay_steps": "static.decay_steps", "lr_net": "net.lr",
+               "net_decay_steps": "net.decay_steps", "n_levels": "network.n_levels",
+               "log2_table_size": "network.log2_table_size", "hidden": "network.hidden"}
+
+    enabled: bool = True  # run the appearance stage
+    resolution: int = 1024  # texture maps are R x R texels
+    epochs: int = 1100  # passes over the frames
+    warmup_epochs: int = 100  # epochs with the dynamic texture off
+    static: ScheduleConfig = ScheduleConfig((1e-2, 1.6e-5), 100_000)  # the static texture's learning rate
+    net: ScheduleConfig = ScheduleConfig((1.5e-3, 1.6e-7), 140_000)  # the dynamic texture network's
+    adam_eps: float = 1e-15  # Adam's epsilon
+    pose_code_dim: int = 2  # length of the pose code the dynamic texture reads
+    network: NetworkConfig = NetworkConfig()  # the dynamic texture's hash grid and MLP
+    erode_iterations: int = 2  # 3x3 erosions of the garment mask for the loss (0 for exact masks)
 
     def problems(self) -> list[tuple[str, str]]:
         return (at_least(self.resolution, 8, "resolution") + at_least(self.epochs, 1, "epochs")
-                + at_least(self.warmup_epochs, 0, "warmup_epochs")
-                + learning_rate_schedule(self.lr_static, self.static_decay_steps, "lr_static", "static_decay_steps")
-                + learning_rate_schedule(self.lr_net, self.net_decay_steps, "lr_net", "net_decay_steps")
-                + positive(self.adam_eps, "adam_eps")
-                + at_least(self.pose_code_dim, 1, "pose_code_dim") + at_least(self.n_levels, 1, "n_levels")
-                + network_size_problems(self.log2_table_size, self.hidden)
+                + at_least(self.warmup_epochs, 0, "warmup_epochs") + positive(self.adam_eps, "adam_eps")
+                + at_least(self.pose_code_dim, 1, "pose_code_dim")
                 + at_least(self.erode_iterations, 0, "erode_iterations"))
 
 
@@ -188,24 +174,23 @@ class TextureConfig:
 class OutputConfig:
     """What the run writes besides meshes and metrics."""
 
-    renders: bool = True
-    video: bool = True
+    renders: bool = True  # renders/: target | fit per frame
+    video: bool = True  # renders/fit.gif of them
 
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-    """A whole run. ``render``: backend name for :func:`ngdjax.render.backend.get_renderer`;
-    ``name`` names the default run directory ``outputs/<name>``."""
+    """A whole run."""
 
-    name: str
-    data: DataConfig
-    field: FieldConfig = FieldConfig()
-    loss: LossConfig = LossConfig()
-    optim: OptimConfig = OptimConfig()
-    remesh: RemeshConfig = RemeshConfig()
-    texture: TextureConfig = TextureConfig()
-    output: OutputConfig = OutputConfig()
-    render: RenderBackend = "auto"
+    name: str  # names the default run directory outputs/<name>
+    data: DataConfig  # the sequence
+    field: FieldConfig = FieldConfig()  # the deformation model
+    loss: LossConfig = LossConfig()  # loss weights
+    optim: OptimConfig = OptimConfig()  # the geometry stage's schedule
+    remesh: RemeshConfig = RemeshConfig()  # adaptive remeshing
+    texture: TextureConfig = TextureConfig()  # the appearance stage
+    output: OutputConfig = OutputConfig()  # optional outputs
+    render: RenderBackend = "auto"  # jax, nvdiffrast-jit, nvdiffrast-eager, or auto (nvdiffrast where it runs)
 
     def problems(self) -> list[tuple[str, str]]:
         return [] if self.name.strip() and "/" not in self.name else [

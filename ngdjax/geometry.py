@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -120,11 +121,9 @@ class Frames(NamedTuple):
 
 
 def network_config(field: FieldConfig) -> fields.DynamicJacobianConfig:
-    """The network's static config for a deformation model (9 outputs per face, or 3 per vertex)."""
-    return fields.DynamicJacobianConfig(
-        pose_dim=field.pose_code_dim, out_dim=9 if field.deformation == "jacobian_fields" else 3,
-        n_levels=field.n_levels, n_features=field.n_features, log2_table_size=field.log2_table_size,
-        base_resolution=field.base_resolution, per_level_scale=field.per_level_scale, hidden=tuple(field.hidden))
+    """The network's static config for a deformation model (its outputs per element)."""
+    return fields.DynamicJacobianConfig(pose_dim=field.pose_code_dim, out_dim=DEFORMATIONS[field.deformation].out_dim,
+                                        network=field.network)
 
 
 def build_problem(
@@ -155,12 +154,9 @@ def build_problem(
 
 
 def init_params(key: Array, problem: FitProblem) -> dict:
-    """Initial parameters: the template's own Jacobians (or zero offsets) and a fresh network."""
-    if problem.deformation == "jacobian_fields":
-        static = jacobians_from_vertices(problem.solver, problem.template)
-    else:
-        static = jnp.zeros_like(problem.template)
-    return {"static": static, "net": fields.init_dynamic_field(key, problem.network)}
+    """Initial parameters: the deformation model's static part for the template and a fresh network."""
+    return {"static": DEFORMATIONS[problem.deformation].initial_static(problem),
+            "net": fields.init_dynamic_field(key, problem.network)}
 
 
 def make_optimizer(optim: OptimConfig, n_frames: int) -> optax.GradientTransformation:
@@ -169,11 +165,11 @@ def make_optimizer(optim: OptimConfig, n_frames: int) -> optax.GradientTransform
     static = optax.chain(
         optax.clip_by_global_norm(optim.clip_static),
         optax.scale_by_adam(eps=optim.adam_eps),
-        optax.scale_by_learning_rate(log_linear_schedule(*optim.lr_static, optim.static_decay_steps, n_frames)),
+        optax.scale_by_learning_rate(log_linear_schedule(*optim.static.lr, optim.static.decay_steps, n_frames)),
     )
     net = optax.chain(
         optax.scale_by_adam(eps=optim.adam_eps),
-        optax.scale_by_learning_rate(log_linear_schedule(*optim.lr_net, optim.net_decay_steps, n_frames)),
+        optax.scale_by_learning_rate(log_linear_schedule(*optim.net.lr, optim.net.decay_steps, n_frames)),
     )
     return optax.multi_transform({"static": static, "net": net}, {"static": "static", "net": "net"})
 
@@ -193,22 +189,14 @@ def deform(
     ``blend = (stored, alpha)``: in the epochs after a remesh, the network's residual Jacobians
     are ``alpha J^D + (1 - alpha) stored`` (docs/method.md 7.4), ``stored`` this frame's residual from
     the remesh epoch transferred to the new faces."""
-    static = params["static"]
-    field = static
+    model = DEFORMATIONS[problem.deformation]
+    field = params["static"]
     if network_on:
-        posed_static = network_input(params, problem, frame)
-        if problem.deformation == "jacobian_fields":
-            residual = dynamic_residual(params["net"], problem, posed_static, frame.code)
-            if blend is not None:
-                residual = blend[1] * residual + (1.0 - blend[1]) * blend[0]
-        else:
-            residual = fields.dynamic_offsets(params["net"], problem.network, posed_static,
-                                              vertex_normals(posed_static, problem.tris), frame.code)
+        residual = model.residual(params["net"], problem, network_input(params, problem, frame), frame.code)
+        if blend is not None:
+            residual = blend[1] * residual + (1.0 - blend[1]) * blend[0]
         field = field + residual
-    if problem.deformation == "jacobian_fields":
-        canonical = solve(problem.solver, field) + problem.template_mean
-    else:
-        canonical = problem.template + field
+    canonical = model.canonical(field, problem)
     return linear_blend_skinning(canonical, problem.skin_weights, frame.transforms), canonical, field
 
 
@@ -234,9 +222,7 @@ def update(optimizer: optax.GradientTransformation, grads: dict, opt_state, para
 
 def canonical_vertices(params: dict, problem: FitProblem) -> Float[Array, "V 3"]:
     """(V, 3) static canonical garment: Solve(J^S) + offset, or template + static offsets."""
-    if problem.deformation == "jacobian_fields":
-        return solve(problem.solver, params["static"]) + problem.template_mean
-    return problem.template + params["static"]
+    return DEFORMATIONS[problem.deformation].canonical(params["static"], problem)
 
 
 def dynamic_residual(net: dict, problem: FitProblem, posed_static: Float[Array, "V 3"],
@@ -270,15 +256,11 @@ def frame_losses(
         terms["ssim"] = 1.0 - losses.ssim(masked, frame.diffuse)
         rendering = rendering + weights.huber_weight * terms["huber"] + weights.ssim_weight * terms["ssim"]
     total = weights.rendering * rendering
-    if problem.deformation == "jacobian_fields":
-        terms["jacobian"] = losses.jacobian_regulariser(field, visible if network_on else None)
-        total = total + weights.jacobian * terms["jacobian"]
-        if weights.jacobian_smoothness:
-            terms["smoothness"] = losses.jacobian_smoothness(field, problem.adjacent_faces, problem.smoothness_pairs)
-            total = total + weights.jacobian_smoothness * terms["smoothness"]
-    else:
-        terms["laplacian"] = losses.uniform_laplacian_energy(field, problem.edges, problem.degree)
-        total = total + weights.laplacian * terms["laplacian"]
+    regularisers = DEFORMATIONS[problem.deformation].regularisers(field, visible if network_on else None, problem,
+                                                                  weights)
+    for name, (weight, value) in regularisers.items():
+        terms[name] = value
+        total = total + weight * value
     if problem.has_depth:
         first, second = losses.depth_pairs(key, problem.resolution, weights.depth_boxes, weights.depth_box)
         terms["depth"] = losses.depth_ranking_loss(depth, frame.depth, first, second, weights.depth_margin)
@@ -300,8 +282,7 @@ class StepOutput(NamedTuple):
 def optimizer_settings(optim: OptimConfig) -> OptimConfig:
     """``optim`` with only what the optimizer reads (rates, decays, eps, clipping); the rest at
     its defaults, so runs that differ in length, seed or checkpointing share one jitted step."""
-    return dataclasses.replace(OptimConfig(), lr_static=optim.lr_static, static_decay_steps=optim.static_decay_steps,
-                               lr_net=optim.lr_net, net_decay_steps=optim.net_decay_steps, adam_eps=optim.adam_eps,
+    return dataclasses.replace(OptimConfig(), static=optim.static, net=optim.net, adam_eps=optim.adam_eps,
                                clip_static=optim.clip_static)
 
 
@@ -370,3 +351,56 @@ def prepare_frames(sequence: Sequence, pose_code_dim: int, body: Body, zero_root
         mask=jnp.asarray(as_float(sequence.masks)), occluders=jnp.asarray(as_float(sequence.occluders)),
         diffuse=jnp.asarray(as_float(sequence.diffuse)), depth=jnp.asarray(as_float(sequence.depth)),
     )
+
+
+def _jacobian_regularisers(field: Float[Array, "F 3 3"], visible: Array | None, problem: FitProblem,
+                           weights: LossConfig) -> dict:
+    terms = {"jacobian": (weights.jacobian, losses.jacobian_regulariser(field, visible))}
+    if weights.jacobian_smoothness:
+        terms["smoothness"] = (weights.jacobian_smoothness,
+                               losses.jacobian_smoothness(field, problem.adjacent_faces, problem.smoothness_pairs))
+    return terms
+
+
+def _vertex_offset_residual(net: dict, problem: FitProblem, posed_static: Float[Array, "V 3"],
+                            code: Float[Array, " C"]) -> Float[Array, "V 3"]:
+    return fields.dynamic_offsets(net, problem.network, posed_static, vertex_normals(posed_static, problem.tris), code)
+
+
+class DeformationModel(NamedTuple):
+    """How a deformation model turns its parameters into the garment (one registry entry).
+
+    ``out_dim``: the network's outputs per element; ``initial_static(problem)``: the static part for
+    the template; ``residual(net, problem, posed_static (V, 3), code (C,))``: the network's
+    pose-dependent part; ``canonical(field, problem) -> (V, 3)``: the rest-pose garment of a full
+    field; ``regularisers(field, visible or None, problem, weights) -> {name: (weight, value)}``;
+    ``remeshable``: whether adaptive remeshing applies (per-face state can be transferred).
+    """
+
+    out_dim: int
+    initial_static: Callable[[FitProblem], Array]
+    residual: Callable[[dict, FitProblem, Array, Array], Array]
+    canonical: Callable[[Array, FitProblem], Array]
+    regularisers: Callable[[Array, Array | None, FitProblem, LossConfig], dict]
+    remeshable: bool
+
+
+DEFORMATIONS: dict[str, DeformationModel] = {
+    # The method: per-face Jacobians (static + network), Poisson solve, Jacobian regulariser.
+    "jacobian_fields": DeformationModel(
+        out_dim=9,
+        initial_static=lambda problem: jacobians_from_vertices(problem.solver, problem.template),
+        residual=dynamic_residual,
+        canonical=lambda field, problem: solve(problem.solver, field) + problem.template_mean,
+        regularisers=_jacobian_regularisers,
+        remeshable=True),
+    # The baseline: per-vertex displacements (static + network), Laplacian regulariser.
+    "vertex_offsets": DeformationModel(
+        out_dim=3,
+        initial_static=lambda problem: jnp.zeros_like(problem.template),
+        residual=_vertex_offset_residual,
+        canonical=lambda field, problem: problem.template + field,
+        regularisers=lambda field, visible, problem, weights: {
+            "laplacian": (weights.laplacian, losses.uniform_laplacian_energy(field, problem.edges, problem.degree))},
+        remeshable=False),
+}

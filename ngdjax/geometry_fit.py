@@ -20,6 +20,7 @@ from ngdjax.body.model import Body
 from ngdjax.data.loader import Sequence
 from ngdjax.fit_config import FitConfig
 from ngdjax.geometry import (
+    DEFORMATIONS,
     FitProblem,
     Frames,
     all_dynamic_residuals,
@@ -104,7 +105,7 @@ def fit_geometry(
         problem = dataclasses.replace(problem, template_mean=jnp.asarray(arrays["canonical_offset"]))
     optimizer = make_optimizer(optim, n_frames)
     params = init_params(jax.random.PRNGKey(optim.seed), problem)
-    remesh = config.remesh.enabled and config.field.deformation == "jacobian_fields"
+    remesh = config.remesh.enabled and DEFORMATIONS[config.field.deformation].remeshable
     opt_state = optimizer.init(params)
     if meta is not None:
         params, opt_state = checkpoint.load_checkpoint_state(ckpt_dir, meta, (params, opt_state))

@@ -34,8 +34,7 @@ FORMAT = "ngdjax-run-1"
 # The appearance stage restarts on every resume, so all of texture.* is safe; optim.epochs may grow
 # (or shrink to no less than the epoch already reached).
 RESUME_SAFE = ("name", "render", "output.", "data.synth_config", "optim.epochs", "optim.checkpoint_every",
-               "optim.lr_static", "optim.lr_net", "optim.static_decay_steps", "optim.net_decay_steps",
-               "optim.adam_eps", "optim.clip_static", "loss.", "texture.")
+               "optim.static.", "optim.net.", "optim.adam_eps", "optim.clip_static", "loss.", "texture.")
 SEQUENCE_FILES = ("sequence.yaml", "body.npz", "camera.npz")
 
 

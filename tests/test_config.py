@@ -49,3 +49,33 @@ def test_every_problem_is_named(tmp_path):
         load_config(path, Example, ["justakey"])
     with pytest.raises(InputError, match="config file not found"):
         load_config(str(tmp_path / "missing.yaml"), Example)
+
+
+def test_paths_resolve_from_the_config_file_and_overrides_from_the_current_directory(tmp_path, monkeypatch):
+    from ngdjax.fit_config import FitConfig
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    path = folder / "fit.yaml"
+    path.write_text("name: x\ndata:\n  sequence: ../data/seq\n  synth_config: synth/demo.yaml\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(str(path), FitConfig)
+    assert config.data.sequence == str(tmp_path / "data" / "seq")
+    assert config.data.synth_config == str(folder / "synth" / "demo.yaml")
+    config = load_config(str(path), FitConfig, ["data.sequence=mine"])
+    assert config.data.sequence == str(elsewhere / "mine")
+
+
+def test_range_problems_name_the_override_and_renamed_keys_point_to_the_new_name(tmp_path):
+    from ngdjax.fit_config import FitConfig
+
+    path = _write(tmp_path, "name: x\ndata:\n  sequence: s\noptim:\n  epochs: 0\n")
+    with pytest.raises(InputError) as error:
+        load_config(path, FitConfig, ["optim.checkpoint_every=0", "texture.lr_net=[1, 1]", "field.network.hidden=[0]"])
+    lines = error.value.problems
+    assert f"{path}: 'optim.epochs' must be >= 1, got 0" in lines
+    assert "override 'optim.checkpoint_every=0': 'optim.checkpoint_every' must be >= 1, got 0" in lines
+    assert any("unknown key 'texture.lr_net' (renamed to 'texture.net.lr')" in line for line in lines)
+    assert any("hidden" in line for line in lines) and len(lines) == 4

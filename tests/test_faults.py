@@ -24,9 +24,9 @@ from ngdjax.data import synthetic
 from ngdjax.render.nvdiffrast import nvdiffrast_available
 
 TINY = synthetic.SynthConfig(seed=5, garment="skirt", n_frames=4, resolution=(64, 64), target_edge_length=0.03)
-FAST = ["field.log2_table_size=10", "field.n_levels=8", "optim.warmup_epochs=2", "optim.checkpoint_every=1",
+FAST = ["field.network.log2_table_size=10", "field.network.n_levels=8", "optim.warmup_epochs=2", "optim.checkpoint_every=1",
         "remesh.enabled=false", "texture.enabled=false", "output.renders=false", "render=jax",
-        "optim.static_decay_steps=100", "optim.net_decay_steps=100", "optim.epochs=3"]
+        "optim.static.decay_steps=100", "optim.net.decay_steps=100", "optim.epochs=3"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -129,14 +129,15 @@ BAD_INPUTS = [
     ("checkpoint_every_zero", _override("optim.checkpoint_every=0"), "'optim.checkpoint_every' must be >= 1"),
     ("render_unknown", _override("render=opengl"), "override 'render=opengl': 'render' is 'opengl'"),
     ("render_unavailable", _override("render=nvdiffrast-jit"), "render: 'nvdiffrast-jit' cannot run here"),
-    ("lr_zero", _override("optim.lr_static=[0, 1e-4]"), "'optim.lr_static' must be two rates > 0"),
+    ("lr_zero", _override("optim.static.lr=[0, 1e-4]"), "'optim.static.lr' must be two rates > 0"),
     ("quantile_range", _override("remesh.quantile=[0.5, 1.5]"), "override 'remesh.quantile=[0.5, 1.5]'"),
-    ("table_size", _override("field.log2_table_size=40"), "'field.log2_table_size' must be within [4, 24]"),
+    ("table_size", _override("field.network.log2_table_size=40"), "'field.network.log2_table_size' must be within [4, 24]"),
     ("negative_weight", _override("loss.depth=-1"), "'loss.depth' must be >= 0"),
     ("texture_resolution", _override("texture.resolution=0"), "'texture.resolution' must be >= 8"),
     ("nan_weight", _override("loss.jacobian=.nan"), "'loss.jacobian' must be a finite number"),
     ("remesh_epochs_order", _override("remesh.epochs=[15, 5]"), "'remesh.epochs' must be distinct epochs"),
     ("unknown_key", _override("optim.epochz=3"), "unknown key 'optim.epochz'"),
+    ("renamed_key", _override("optim.lr_static=[1e-3, 1e-4]"), "unknown key 'optim.lr_static' (renamed to 'optim.static.lr')"),
     ("wrong_type", _override("loss.depth=heavy"), "override 'loss.depth=heavy': 'loss.depth' must be float"),
     ("override_without_value", _override("justakey"), "override 'justakey': expected key=value"),
     ("name_with_slash", _override("name=a/b"), "'name' must be a non-empty name without '/'"),
@@ -244,9 +245,9 @@ def test_run_directory_is_owned_by_its_manifest(world, capsys):
     assert run_fit(world, run, "optim.epochs=1") == 2
     assert "holds a finished run" in capsys.readouterr().err
     # --resume with a change to the state's shapes is refused, listing it; config.yaml is kept
-    assert run_fit(world, run, "optim.epochs=1", "field.log2_table_size=12", "--resume") == 2
+    assert run_fit(world, run, "optim.epochs=1", "field.network.log2_table_size=12", "--resume") == 2
     err = capsys.readouterr().err
-    assert "field.log2_table_size: 10 -> 12" in err
+    assert "field.network.log2_table_size: 10 -> 12" in err
     assert (run / "config.yaml").read_text() == config_before
     # --overwrite removes every file of the previous run
     assert run_fit(world, run, "optim.epochs=1", "--overwrite") == 0
@@ -297,7 +298,7 @@ def test_non_finite_fit_stops_within_an_epoch_and_keeps_the_last_good_checkpoint
     run = world / "diverging"
     capsys.readouterr()
     # the network switches on after 2 warm-up epochs with an absurd learning rate: epoch 2 diverges
-    code = run_fit(world, run, "optim.epochs=4", "optim.lr_net=[1.0e+30, 1.0e+30]")
+    code = run_fit(world, run, "optim.epochs=4", "optim.net.lr=[1.0e+30, 1.0e+30]")
     err = capsys.readouterr().err
     assert code == 1
     assert "geometry stage: non-finite values at epoch 2" in err, err
@@ -314,11 +315,11 @@ def test_non_finite_fit_stops_within_an_epoch_and_keeps_the_last_good_checkpoint
     assert metrics["chamfer_x1e3"]["mean"] < metrics["template_chamfer_x1e3"]["mean"]
 
 
-KILL_FAST = ["field.log2_table_size=10", "field.n_levels=8", "optim.warmup_epochs=1", "optim.checkpoint_every=1",
+KILL_FAST = ["field.network.log2_table_size=10", "field.network.n_levels=8", "optim.warmup_epochs=1", "optim.checkpoint_every=1",
              "optim.epochs=4", "remesh.epochs=[1]", "remesh.edge_length=[0.02, 0.02]", "remesh.max_vertices=900",
-             "texture.resolution=64", "texture.epochs=3", "texture.warmup_epochs=1", "texture.log2_table_size=10",
-             "texture.n_levels=4", "output.renders=false", "render=jax", "optim.static_decay_steps=100",
-             "optim.net_decay_steps=100"]
+             "texture.resolution=64", "texture.epochs=3", "texture.warmup_epochs=1", "texture.network.log2_table_size=10",
+             "texture.network.n_levels=4", "output.renders=false", "render=jax", "optim.static.decay_steps=100",
+             "optim.net.decay_steps=100"]
 
 
 def _driver(world, point: str, n: int, out, *extra):

@@ -10,6 +10,7 @@ import pytest
 
 from ngdjax.fields import (
     DynamicJacobianConfig,
+    NetworkConfig,
     TextureNetConfig,
     dynamic_jacobians,
     dynamic_texture,
@@ -23,8 +24,9 @@ from ngdjax.hashgrid import HashGridConfig, encode
 encode_jit = jax.jit(encode, static_argnums=1)
 field_jit = jax.jit(dynamic_jacobians, static_argnums=1)
 
-FIELD = DynamicJacobianConfig(n_levels=3, log2_table_size=10, base_resolution=4, hidden=(16, 16))
-TEXTURE = TextureNetConfig(n_levels=3, log2_table_size=10, base_resolution=4, hidden=(16, 16))
+SMALL = NetworkConfig(n_levels=3, log2_table_size=10, base_resolution=4, hidden=(16, 16))
+FIELD = DynamicJacobianConfig(network=SMALL)
+TEXTURE = TextureNetConfig(network=SMALL)
 N_FACES = 50
 
 
@@ -142,7 +144,7 @@ def test_field_rejects_wrong_shapes():
     with pytest.raises(ValueError, match="positions and normals"):
         dynamic_jacobians(params, FIELD, centroids, normals[:-1], jnp.zeros((4,), jnp.float32))
     with pytest.raises(ValueError, match="hidden must list"):
-        DynamicJacobianConfig(hidden=())
+        NetworkConfig(hidden=())
 
 
 def test_configs_are_hashable_static_arguments():

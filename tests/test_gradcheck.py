@@ -35,6 +35,6 @@ def test_gradcheck_command_passes_on_a_tiny_sequence(tmp_path):
     (tmp_path / "fit.yaml").write_text(f"name: g\ndata:\n  sequence: {tmp_path / 'seq'}\nrender: jax\n")
     result = subprocess.run(
         [sys.executable, "-m", "experiments.gradcheck", "--cfg", str(tmp_path / "fit.yaml"), "--directions", "3",
-         "field.log2_table_size=10", "field.n_levels=6"], capture_output=True, text=True, timeout=1200)
+         "field.network.log2_table_size=10", "field.network.n_levels=6"], capture_output=True, text=True, timeout=1200)
     assert "poisson solve" in result.stdout and "whole step" in result.stdout, result.stderr[-2000:]
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]

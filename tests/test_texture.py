@@ -12,7 +12,8 @@ import trimesh
 from ngdjax import appearance, appearance_fit, losses, outputs, procedural
 from ngdjax.camera import look_at, perspective
 from ngdjax.data.loader import Sequence
-from ngdjax.fit_config import DataConfig, FitConfig, OptimConfig, TextureConfig
+from ngdjax.fields import NetworkConfig
+from ngdjax.fit_config import DataConfig, FitConfig, OptimConfig, ScheduleConfig, TextureConfig
 from ngdjax.metrics import psnr_masked
 from ngdjax.render.backend import get_renderer
 
@@ -67,9 +68,9 @@ def toy_sequence(vertices, faces, atlas, textures, mv, proj, poses) -> Sequence:
 
 def toy_config(epochs: int, warmup_epochs: int) -> FitConfig:
     """One step configuration for every fit here (so they share the compiled step)."""
-    settings = TextureConfig(resolution=TEXTURE, epochs=epochs, warmup_epochs=warmup_epochs, lr_static=(3e-2, 3e-3),
-                             static_decay_steps=4 * 120, lr_net=(1e-2, 1e-3), net_decay_steps=4 * 120, n_levels=8,
-                             log2_table_size=12, hidden=(32,), erode_iterations=1)
+    settings = TextureConfig(resolution=TEXTURE, epochs=epochs, warmup_epochs=warmup_epochs,
+                             static=ScheduleConfig((3e-2, 3e-3), 4 * 120), net=ScheduleConfig((1e-2, 1e-3), 4 * 120),
+                             network=NetworkConfig(n_levels=8, log2_table_size=12, hidden=(32,)), erode_iterations=1)
     return FitConfig(name="toy", data=DataConfig(sequence="toy"), optim=OptimConfig(seed=3), texture=settings)
 
 

@@ -80,8 +80,9 @@ class DifficultyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TextureConfig:
-    """The garment's solid texture: a colour gradient from top to bottom with sharp stripes."""
+class PatternConfig:
+    """The true garment's painted pattern (the synthetic sequence's, not the fit's texture): a
+    colour gradient from top to bottom with sharp stripes."""
 
     stripe_period_m: float = 0.07  # stripes along the height
     stripe_width: float = 0.35  # fraction of a period that is striped
@@ -107,7 +108,7 @@ class SynthConfig:
     motion: MotionConfig = dataclasses.field(default_factory=MotionConfig)
     camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
     difficulty: DifficultyConfig = dataclasses.field(default_factory=DifficultyConfig)
-    texture: TextureConfig = dataclasses.field(default_factory=TextureConfig)
+    texture: PatternConfig = dataclasses.field(default_factory=PatternConfig)
 
 
 def check_config(config: SynthConfig, source: str = "config") -> None:
@@ -273,7 +274,7 @@ BACKGROUND = (0.93, 0.93, 0.9)
 SKIN = (0.86, 0.68, 0.58)
 
 
-def garment_albedo(points: Float[Array, "*B 3"], colours: Float[Array, "3 3"], texture: TextureConfig,
+def garment_albedo(points: Float[Array, "*B 3"], colours: Float[Array, "3 3"], texture: PatternConfig,
                    height_range: tuple[float, float]) -> Float[Array, "*B 3"]:
     """Solid texture at body-frame rest positions ``points`` (..., 3): a vertical gradient from
     ``colours[0]`` (top) to ``colours[1]`` (bottom) with sharp stripes of ``colours[2]`` along
@@ -294,7 +295,7 @@ def render_frame(
     renderer: Renderer, body_tris: Int[Array, "Fb 3"], garment_tris: Int[Array, "Fg 3"], topology: Int[Array, "F 3"],
     body_v: Float[Array, "N 3"], garment_v: Float[Array, "V 3"], garment_rest: Float[Array, "V 3"],
     mv: Float[Array, "4 4"], proj: Float[Array, "4 4"], colours: Float[Array, "3 3"], *,
-    resolution: tuple[int, int], texture: TextureConfig, height_range: tuple[float, float],
+    resolution: tuple[int, int], texture: PatternConfig, height_range: tuple[float, float],
 ) -> FrameImages:
     """Render body + garment as one mesh (depth-tested) and the garment alone (for occluders).
 
