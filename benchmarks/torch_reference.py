@@ -219,7 +219,7 @@ def depth_ranking(depth, target, first, second, margin: float) -> torch.Tensor:
 
 
 def frame_losses(images, field, visible, frame: dict, weights, taps, pairs=None) -> tuple[torch.Tensor, dict]:
-    """The geometry loss of one frame (docs/method.md 6), same terms and weights as ngdjax.fit.frame_losses."""
+    """The geometry loss of one frame (docs/method.md 6), same terms and weights as ngdjax.geometry.frame_losses."""
     silhouette, diffuse, depth = images
     terms = {"silhouette": ((silhouette * (1.0 - frame["occluders"]) - frame["mask"]) ** 2).mean()}
     masked = diffuse * frame["mask"]

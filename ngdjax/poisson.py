@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 
 import jax
@@ -50,7 +51,9 @@ METHODS = ("auto", "dense", "host")
 class HostPoissonFactor:
     """Prefactored sparse Poisson system on the host (float64), one vertex pinned per component.
 
-    Hashes by identity, so it can be static (compile-time) data of a jitted function.
+    Compares and hashes by content (a digest of the matrix and the components), so it can be
+    static (compile-time) data of a jitted function, and two factors of the same template (a
+    resumed fit, a test's second run) share the compiled functions instead of compiling again.
 
     Args:
         system: (V, V) symmetric PSD sparse matrix ``L``.
@@ -66,8 +69,18 @@ class HostPoissonFactor:
         pinned = np.unique(labels, return_index=True)[1]
         self.free = np.setdiff1d(np.arange(len(labels)), pinned)
         system = scipy.sparse.csr_matrix(system)
+        digest = hashlib.sha256()
+        for part in (system.data, system.indices, system.indptr, np.asarray(labels), np.int64([symmetric])):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        self.digest = digest.hexdigest()
         options = dict(permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
         self._lu = scipy.sparse.linalg.splu(system[self.free][:, self.free].tocsc(), **(options if symmetric else {}))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, HostPoissonFactor) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
 
     def _centre(self, x: np.ndarray) -> np.ndarray:
         """Subtract from every vertex the mean of its connected component."""
