@@ -53,35 +53,11 @@ def test_rest_pose_is_a_shift_and_global_motion_is_rigid():
 FD_STEP, FD_RTOL, FD_DIRECTIONS = 1e-4, 1e-6, 3
 
 
-def _as_float64(tree):
-    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
-
-
-def _fd_errors(value_and_grad, args, argnums, rng):
-    """{argument index: worst |grad . v - central difference| / |grad|} over random unit
-    directions v, for ``value_and_grad(*args) -> (f, grads)`` with one gradient per ``argnums``."""
-    _, grads = value_and_grad(*args)
-    errors = {}
-    for i, grad in zip(argnums, grads):
-        norm = float(jnp.linalg.norm(grad))
-        assert norm > 0, f"argument {i}: zero gradient (the check would be vacuous)"
-        worst = 0.0
-        for _ in range(FD_DIRECTIONS):
-            v = rng.normal(size=args[i].shape)
-            v /= np.linalg.norm(v)
-            plus, minus = list(args), list(args)
-            plus[i], minus[i] = args[i] + FD_STEP * v, args[i] - FD_STEP * v
-            central = (float(value_and_grad(*plus)[0]) - float(value_and_grad(*minus)[0])) / (2 * FD_STEP)
-            worst = max(worst, abs(float(grad @ v) - central) / norm)
-        errors[i] = worst
-    return errors
-
-
-def test_gradients_match_finite_differences_at_rest_and_posed():
+def test_gradients_match_finite_differences_at_rest_and_posed(as_float64, fd_errors):
     """d/d(pose, global rotation, translation) of the posed body (Anny has no shape parameters).
     The rest point runs Rodrigues' small-angle branch for every bone and the global rotation."""
     with jax.enable_x64(True):
-        body = Body(_as_float64(load_anny()), "anny")
+        body = Body(as_float64(load_anny()), "anny")
         rng = np.random.default_rng(0)
         projection = jnp.asarray(rng.normal(size=(len(body.model.rest_vertices), 3)))
 
@@ -94,6 +70,6 @@ def test_gradients_match_finite_differences_at_rest_and_posed():
         for label, scale in (("rest", 0.0), ("posed", 0.3)):
             args = (jnp.zeros(0), jnp.asarray(scale * rng.normal(size=body.pose_size)),
                     jnp.asarray(scale * rng.normal(size=3)), translation)
-            errors = {names[i]: e for i, e in _fd_errors(value_and_grad, args, argnums, rng).items()}
+            errors = {names[i]: e for i, e in fd_errors(value_and_grad, args, argnums, rng, FD_STEP, FD_DIRECTIONS).items()}
             print(label, errors)
             assert max(errors.values()) < FD_RTOL, (label, errors)
