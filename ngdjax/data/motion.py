@@ -29,6 +29,7 @@ import numpy as np
 from jaxtyping import Float
 
 from ngdjax.body import anny
+from ngdjax.config import path_field
 
 PRIMITIVES = ("step", "knee_l", "knee_r", "arms", "elbows", "twist", "arms_down")
 # Anny bones of each primitive: (bone name, sign, axis name) with axes "flex" (rotates a limb
@@ -59,6 +60,13 @@ class MotionConfig:
     bounce_m: float = 0.01  # vertical bounce of the root
     step_period: float = 16.0  # frames per walking cycle (two steps)
     turn_period: float = 40.0  # frames per turning cycle
+    # Captured motion instead of the procedural one (docs/mocap.md): a CMU-skeleton BVH file
+    # (e.g. ngdjax/data/mocap/131_01.bvh), retargeted to Anny by ngdjax.data.retarget; the
+    # amplitudes and periods above are then unused (they still scale the garment's dynamics).
+    bvh: str | None = path_field(None)
+    bvh_fps: float = 30.0  # frames per second of the sequence (the clip is resampled, nearest frame)
+    bvh_start_s: float = 0.0  # where in the clip the sequence starts (seconds)
+    bvh_in_place: bool = True  # drop the hips' horizontal travel (the fixed camera keeps the body in view)
 
 
 class Motion(NamedTuple):

@@ -133,6 +133,16 @@ def check_config(config: SynthConfig, source: str = "config") -> None:
         problems.append(f"{source}: 'n_frames' must be at most 10000 (4-digit frame names), got {config.n_frames}")
     if not 0.0 < config.texture.stripe_width < 1.0:
         problems.append(f"{source}: 'texture.stripe_width' must be in (0, 1), got {config.texture.stripe_width}")
+    if config.motion.bvh is not None:
+        if not config.motion.bvh_fps > 0:
+            problems.append(f"{source}: 'motion.bvh_fps' must be positive, got {config.motion.bvh_fps}")
+        else:
+            from ngdjax.data.retarget import check_clip
+
+            try:
+                check_clip(config.motion, config.n_frames)
+            except InputError as error:
+                problems += [f"{source}: 'motion.bvh': {problem}" for problem in error.problems]
     negative = [key for key, value in dataclasses.asdict(config.difficulty).items() if value < 0]
     problems += [f"{source}: 'difficulty.{key}' must not be negative" for key in negative]
     if problems:
@@ -369,7 +379,12 @@ def generate(config: SynthConfig, progress=None) -> SyntheticSequence:
         own, true_faces = make_template(config.garment, body, shape, config.truth_edge_length, config.offset_m)
         truth = true_canonical(config.garment, own, true_faces, frame, config.difficulty)
     weights = rbf_skinning_weights(truth, rest_vertices_host(body, shape), skinning_weights_host(body))
-    motion = procedural_motion(config.motion, config.n_frames, frame, config.seed)
+    if config.motion.bvh is None:
+        motion = procedural_motion(config.motion, config.n_frames, frame, config.seed)
+    else:
+        from ngdjax.data.retarget import bvh_motion
+
+        motion = bvh_motion(config.motion, config.n_frames, frame)
     features = pose_features(motion.pose, primitive_poses(frame))
     true_local = _to_local(frame, truth)
     rest_frames = true_local[None] + dynamic_offsets(config.garment, true_local, true_faces, features, config.motion,
