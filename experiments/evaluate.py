@@ -1,7 +1,9 @@
 """``python -m experiments.evaluate --pred RUN_DIR --gt SEQ_DIR [--json FILE]``: metrics of a fit
 against a sequence (definitions in ngdjax/metrics.py).
 
-RUN_DIR holds ``meshes/frame_XXXX.obj`` for every frame of the sequence (XXXX its frame index,
+The geometry metrics include the seen/unseen split (the sequence's body model occluding the
+ground truth; left out, with a line on stderr, when the body model cannot be loaded or the
+sequence's body parameters do not fit it). RUN_DIR holds ``meshes/frame_XXXX.obj`` for every frame of the sequence (XXXX its frame index,
 4 digits). Prints a table (metric, mean) and, with ``--json``, writes the metrics.json layout.
 Exit 0 ok; 2 for bad input (a missing or unreadable RUN_DIR or mesh, missing frames, an invalid
 sequence), with one line per problem on stderr naming the file, before any JAX compilation;
@@ -39,11 +41,11 @@ def main(argv=None) -> int:
     from ngdjax.evaluation import evaluate_meshes
     from ngdjax.render.backend import get_renderer
 
-    metrics = evaluate_meshes(meshes, sequence, get_renderer(args.backend))
+    metrics = evaluate_meshes(meshes, sequence, get_renderer(args.backend), body=load_occluding_body(sequence))
     width = max(len(name) for name in metrics)
     print(f"{'metric':<{width}}  mean")
     for name, values in metrics.items():
-        print(f"{name:<{width}}  {values['mean']:.6g}")
+        print(f"{name:<{width}}  {'-' if values['mean'] is None else format(values['mean'], '.6g')}")
     if args.json:
         from ngdjax.io import write_atomic
 
@@ -83,6 +85,24 @@ def load_inputs(run_dir: str, sequence_dir: str):
     if problems:
         raise InputError(*problems)
     return sequence, meshes
+
+
+def load_occluding_body(sequence):
+    """The sequence's body model, for the seen/unseen split; None (the split left out, with a
+    line on stderr saying why) when the model cannot be loaded or the sequence's parameters do
+    not fit it."""
+    from ngdjax.body.model import check_parameters, load_body
+    from ngdjax.errors import InputError
+
+    try:
+        body = load_body(sequence.body_model, sequence.body_model_path)
+        problems = check_parameters(body, sequence.shape, sequence.pose, os.path.join(sequence.directory, "body.npz"))
+    except InputError as error:
+        problems = list(error.problems)
+    if problems:
+        print(f"no seen/unseen split ({problems[0]})", file=sys.stderr)
+        return None
+    return body
 
 
 def _write_json(path: str, metrics: dict) -> None:

@@ -5,6 +5,14 @@ others are named in one log line), and the mask IoU
 of each mesh's silhouette, rendered with the sequence's camera at its resolution (the method's
 silhouette: covered and front-facing, antialiased, thresholded at 0.5), against the garment mask
 with occluder pixels ignored.
+
+Given the body model, also the seen/unseen split of the geometry metrics
+(:func:`ngdjax.metrics.split_geometry_metrics`): per evaluated frame with a ground-truth mesh,
+the truth faces visible from that frame's camera with the body posed by that frame's parameters
+occluding (:func:`ngdjax.visibility.visible_faces`, one rasterisation of body + truth per frame
+at the sequence's resolution); a face is *seen* when visible in at least one of those frames.
+When the truth meshes do not all share one topology, each frame's seen faces are its own
+visible faces (logged once).
 """
 
 from __future__ import annotations
@@ -17,19 +25,23 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, Int
 
+from ngdjax.body.model import Body, body_vertices
 from ngdjax.data.loader import Sequence
 from ngdjax.errors import InputError
 from ngdjax.io import read_mesh
 from ngdjax.metrics import (
     GEOMETRY_METRICS,
     N_SAMPLES,
+    SPLIT_METRICS,
     geometry_metrics,
     mask_iou,
+    split_geometry_metrics,
     summarise,
 )
 from ngdjax.render.backend import Renderer, get_renderer
 from ngdjax.render.shading import render_geometry
 from ngdjax.render.topology import antialias_topology
+from ngdjax.visibility import seen_faces, visible_faces
 
 log = logging.getLogger("ngdjax")
 
@@ -69,12 +81,41 @@ def ground_truth_paths(sequence: Sequence, frames: list[int]) -> dict[int, str]:
     return {frame: paths[frame] for frame in frames if paths[frame] is not None}
 
 
+def truth_seen_faces(
+    truth_meshes: dict[int, Mesh], sequence: Sequence, body: Body, renderer: Renderer | None = None
+) -> dict[int, np.ndarray]:
+    """Frame index -> (F,) bool seen flags of that frame's truth faces (module docstring): the
+    faces visible in at least one of the given frames, or, when the truth meshes' faces differ
+    between frames, in that frame."""
+    renderer = renderer or get_renderer("jax")
+    position = {frame: i for i, frame in enumerate(sequence.frames)}
+    body_faces = np.asarray(body.triangles, np.int32)
+    visible = {}
+    for frame, (vertices, faces) in sorted(truth_meshes.items()):
+        i = position[frame]
+        posed = _posed_body(body, *(jnp.asarray(a[i], jnp.float32) for a in (
+            sequence.shape, sequence.pose, sequence.global_rotation, sequence.translation)))
+        visible[frame] = visible_faces(vertices, faces, np.asarray(posed), body_faces, sequence.mv[i], sequence.proj[i],
+                                       sequence.resolution, renderer)
+    faces = [mesh[1] for mesh in truth_meshes.values()]
+    if all(f.shape == faces[0].shape and np.array_equal(f, faces[0]) for f in faces[1:]):
+        seen = seen_faces(np.stack(list(visible.values())))
+        return {frame: seen for frame in visible}
+    log.warning("%s: the ground-truth meshes do not share one topology; seen/unseen faces are per frame",
+                sequence.directory)
+    return visible
+
+
+_posed_body = jax.jit(body_vertices)
+
+
 def evaluate_meshes(
     meshes: dict[int, Mesh],
     sequence: Sequence,
     renderer: Renderer | None = None,
     n_samples: int = N_SAMPLES,
     seed: int = 0,
+    body: Body | None = None,
 ) -> dict[str, dict]:
     """Metrics of world-space meshes, one per frame index, against ``sequence``.
 
@@ -83,11 +124,13 @@ def evaluate_meshes(
         sequence: the loaded sequence (:func:`ngdjax.data.loader.load_sequence`).
         renderer: render backend; the pure-JAX one by default.
         n_samples, seed: surface samples per mesh for the geometry metrics.
+        body: the sequence's body model; when given, the seen/unseen split is added.
 
     Returns:
         :func:`ngdjax.metrics.summarise` of ``mask_iou`` and, when some evaluated frame has a
         ground-truth mesh, ``chamfer_x1e3``, ``normal_consistency`` and ``fscore_1cm`` over
-        those frames (the frames without one are logged).
+        those frames (the frames without one are logged), and with ``body`` the
+        :data:`ngdjax.metrics.SPLIT_METRICS` (a class empty in a frame is skipped there).
 
     Raises:
         InputError: a frame that the sequence does not have.
@@ -96,10 +139,12 @@ def evaluate_meshes(
     unknown = sorted(set(meshes) - set(position))
     if unknown:
         raise InputError(f"{sequence.directory}: has no frames {unknown} (its frames: {sequence.frames})")
-    render = silhouette_renderer(renderer or get_renderer("jax"), sequence.resolution)
-    truth = ground_truth_paths(sequence, sorted(meshes))
-    with_geometry = bool(truth)
-    per_frame = {name: {} for name in (GEOMETRY_METRICS if with_geometry else ()) + ("mask_iou",)}
+    renderer = renderer or get_renderer("jax")
+    render = silhouette_renderer(renderer, sequence.resolution)
+    truth = {frame: read_mesh(path) for frame, path in ground_truth_paths(sequence, sorted(meshes)).items()}
+    seen = truth_seen_faces(truth, sequence, body, renderer) if truth and body is not None else {}
+    names = (GEOMETRY_METRICS if truth else ()) + (SPLIT_METRICS if seen else ()) + ("mask_iou",)
+    per_frame = {name: {} for name in names}
     last_faces, topology = None, None
     for frame in sorted(meshes):
         vertices, faces = meshes[frame]
@@ -111,7 +156,11 @@ def evaluate_meshes(
         occluders = None if sequence.occluders is None else sequence.occluders[i]
         per_frame["mask_iou"][frame] = mask_iou(np.asarray(silhouette), sequence.masks[i], occluders)
         if frame in truth:
-            gt_vertices, gt_faces = read_mesh(truth[frame])
-            for name, value in geometry_metrics(vertices, faces, gt_vertices, gt_faces, n_samples, seed).items():
+            gt_vertices, gt_faces = truth[frame]
+            values = geometry_metrics(vertices, faces, gt_vertices, gt_faces, n_samples, seed)
+            if frame in seen:
+                values.update(split_geometry_metrics(vertices, faces, gt_vertices, gt_faces, seen[frame], n_samples,
+                                                     seed))
+            for name, value in values.items():
                 per_frame[name][frame] = value
     return summarise(per_frame)

@@ -15,12 +15,21 @@ meshes score a sampling floor: for Poisson samples of density n/A the mean squar
 other cloud is A/(pi n) per direction, e.g. chamfer_x1e3 = 2 A/(pi n) x 1000 ~ 0.032 for a 0.5 m^2
 garment at n = 10,000.
 
+Seen/unseen split (:func:`split_geometry_metrics`, :data:`SPLIT_METRICS`): the same three
+metrics on the same samples, centred on the whole clouds' means and matched in the whole other
+cloud, averaged over the samples of one class only (a gt sample takes the seen flag of its face,
+a pred sample that of its nearest gt sample), with ``unseen_fraction`` the area fraction of the
+gt faces never seen (:mod:`ngdjax.visibility`). A class without samples gives NaN, which
+:func:`summarise` leaves out.
+
 Images: ``mask_iou`` (silhouette > 0.5 vs the target mask, occluder pixels ignored),
 ``psnr_masked`` and ``ssim_masked`` (over the target garment mask). :func:`summarise` gives the
 metrics.json layout ``{name: {"mean": x, "per_frame": {"0000": x, ...}}}``.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -33,6 +42,8 @@ from ngdjax.ssim import ssim
 FSCORE_THRESHOLD_M = 0.01
 N_SAMPLES = 10_000
 GEOMETRY_METRICS = ("chamfer_x1e3", "normal_consistency", "fscore_1cm")
+SPLIT_METRICS = ("chamfer_seen_x1e3", "chamfer_unseen_x1e3", "normal_consistency_seen", "normal_consistency_unseen",
+                 "fscore_1cm_seen", "fscore_1cm_unseen", "unseen_fraction")
 
 
 def sample_surface(
@@ -43,9 +54,53 @@ def sample_surface(
     Returns:
         points (n, 3) and normals (n, 3), float64; the same ``seed`` gives the same samples.
     """
+    points, normals, _ = sample_surface_faces(vertices, faces, n, seed)
+    return points, normals
+
+
+def sample_surface_faces(
+    vertices: Float[np.ndarray, "V 3"], faces: Int[np.ndarray, "F 3"], n: int, seed: int
+) -> tuple[Float[np.ndarray, "n 3"], Float[np.ndarray, "n 3"], Int[np.ndarray, " n"]]:
+    """:func:`sample_surface` and the face index (n,) each sample lies on (the same samples)."""
     mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), process=False)
     points, face_index = trimesh.sample.sample_surface(mesh, n, seed=seed)
-    return np.asarray(points, np.float64), np.asarray(mesh.face_normals[face_index], np.float64)
+    face_index = np.asarray(face_index, np.int64)
+    return np.asarray(points, np.float64), np.asarray(mesh.face_normals[face_index], np.float64), face_index
+
+
+class _Matches(NamedTuple):
+    """Nearest neighbours of two clouds centred on their own means: per pred sample its distance
+    to and |cos| with its nearest gt sample (whose index is ``nearest_gt``), per gt sample the same
+    toward pred."""
+
+    pred_to_gt: np.ndarray
+    cos_pred: np.ndarray
+    nearest_gt: np.ndarray
+    gt_to_pred: np.ndarray
+    cos_gt: np.ndarray
+
+
+def _match(pred_points, pred_normals, gt_points, gt_normals) -> _Matches:
+    pred = pred_points - pred_points.mean(axis=0)
+    gt = gt_points - gt_points.mean(axis=0)
+    pred_to_gt, nearest_gt = cKDTree(gt).query(pred)
+    gt_to_pred, nearest_pred = cKDTree(pred).query(gt)
+    cos_pred = np.abs(np.sum(pred_normals * gt_normals[nearest_gt], axis=1))
+    cos_gt = np.abs(np.sum(gt_normals * pred_normals[nearest_pred], axis=1))
+    return _Matches(pred_to_gt, cos_pred, nearest_gt, gt_to_pred, cos_gt)
+
+
+def _scores(matches: _Matches, pred_kept: np.ndarray | slice = slice(None),
+            gt_kept: np.ndarray | slice = slice(None)) -> tuple[float, float, float]:
+    """(chamfer_x1e3, normal_consistency, fscore_1cm) over the kept samples of each side."""
+    pred_to_gt, gt_to_pred = matches.pred_to_gt[pred_kept], matches.gt_to_pred[gt_kept]
+    precision = float(np.mean(pred_to_gt < FSCORE_THRESHOLD_M))
+    recall = float(np.mean(gt_to_pred < FSCORE_THRESHOLD_M))
+    return (
+        1000.0 * float(np.mean(pred_to_gt**2) + np.mean(gt_to_pred**2)),
+        0.5 * float(np.mean(matches.cos_pred[pred_kept]) + np.mean(matches.cos_gt[gt_kept])),
+        0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall),
+    )
 
 
 def compare_point_clouds(
@@ -56,19 +111,7 @@ def compare_point_clouds(
 ) -> dict[str, float]:
     """``chamfer_x1e3``, ``normal_consistency`` and ``fscore_1cm`` of two oriented point clouds,
     each centred on its own mean first (module docstring)."""
-    pred = pred_points - pred_points.mean(axis=0)
-    gt = gt_points - gt_points.mean(axis=0)
-    pred_to_gt, nearest_gt = cKDTree(gt).query(pred)
-    gt_to_pred, nearest_pred = cKDTree(pred).query(gt)
-    cos_pred = np.abs(np.sum(pred_normals * gt_normals[nearest_gt], axis=1))
-    cos_gt = np.abs(np.sum(gt_normals * pred_normals[nearest_pred], axis=1))
-    precision = float(np.mean(pred_to_gt < FSCORE_THRESHOLD_M))
-    recall = float(np.mean(gt_to_pred < FSCORE_THRESHOLD_M))
-    return {
-        "chamfer_x1e3": 1000.0 * float(np.mean(pred_to_gt**2) + np.mean(gt_to_pred**2)),
-        "normal_consistency": 0.5 * float(np.mean(cos_pred) + np.mean(cos_gt)),
-        "fscore_1cm": 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall),
-    }
+    return dict(zip(GEOMETRY_METRICS, _scores(_match(pred_points, pred_normals, gt_points, gt_normals))))
 
 
 def geometry_metrics(
@@ -84,6 +127,49 @@ def geometry_metrics(
     pred = sample_surface(pred_vertices, pred_faces, n_samples, seed)
     gt = sample_surface(gt_vertices, gt_faces, n_samples, seed + 1)
     return compare_point_clouds(*pred, *gt)
+
+
+def split_geometry_metrics(
+    pred_vertices: Float[np.ndarray, "V 3"],
+    pred_faces: Int[np.ndarray, "F 3"],
+    gt_vertices: Float[np.ndarray, "W 3"],
+    gt_faces: Int[np.ndarray, "G 3"],
+    gt_seen: Bool[np.ndarray, " G"],
+    n_samples: int = N_SAMPLES,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The geometry metrics restricted to the seen and to the never-seen part of the truth
+    (:data:`SPLIT_METRICS`; module docstring), and ``unseen_fraction``, for one frame.
+
+    The samples, their centring (on the whole clouds' means) and their nearest neighbours (in the
+    whole other cloud) are those of :func:`geometry_metrics` with the same ``n_samples`` and
+    ``seed``; only the averages are restricted: a gt sample belongs to the class of its face
+    (``gt_seen``, one flag per gt face), a pred sample to that of its nearest gt sample. A class
+    with no gt sample or no pred sample in it has NaN for its three metrics (callers skip them).
+    """
+    gt_seen = np.asarray(gt_seen, bool)
+    if gt_seen.shape != (len(gt_faces),):
+        raise ValueError(f"split_geometry_metrics: gt_seen has shape {gt_seen.shape}, expected ({len(gt_faces)},)")
+    pred_points, pred_normals = sample_surface(pred_vertices, pred_faces, n_samples, seed)
+    gt_points, gt_normals, gt_face = sample_surface_faces(gt_vertices, gt_faces, n_samples, seed + 1)
+    matches = _match(pred_points, pred_normals, gt_points, gt_normals)
+    gt_class = gt_seen[gt_face]
+    pred_class = gt_class[matches.nearest_gt]
+    values = {}
+    for suffix, flag in (("seen", True), ("unseen", False)):
+        gt_kept, pred_kept = gt_class == flag, pred_class == flag
+        scores = _scores(matches, pred_kept, gt_kept) if gt_kept.any() and pred_kept.any() else (np.nan,) * 3
+        for name, value in zip(GEOMETRY_METRICS, scores):
+            values[_split_name(name, suffix)] = float(value)
+    areas = trimesh.Trimesh(np.asarray(gt_vertices, np.float64), np.asarray(gt_faces, np.int64),
+                            process=False).area_faces
+    values["unseen_fraction"] = float(areas[~gt_seen].sum() / areas.sum())
+    return {name: values[name] for name in SPLIT_METRICS}
+
+
+def _split_name(name: str, suffix: str) -> str:
+    """chamfer_x1e3 -> chamfer_seen_x1e3, fscore_1cm -> fscore_1cm_seen, ..."""
+    return name.replace("_x1e3", f"_{suffix}_x1e3") if name.endswith("_x1e3") else f"{name}_{suffix}"
 
 
 def mask_iou(
@@ -124,11 +210,14 @@ def ssim_masked(
 
 def summarise(per_frame: dict[str, dict[int, float]]) -> dict[str, dict]:
     """metrics.json layout: ``{name: {"mean": x, "per_frame": {"0000": x, ...}}}``, frames in
-    increasing order, keys zero-padded to 4 digits."""
-    return {
-        name: {
-            "mean": float(np.mean(list(values.values()))),
-            "per_frame": {f"{frame:04d}": float(values[frame]) for frame in sorted(values)},
+    increasing order, keys zero-padded to 4 digits. NaN values (a split metric whose class is
+    empty in that frame) are left out of ``per_frame`` and of the mean; a metric with no value
+    left has mean None (JSON null)."""
+    summary = {}
+    for name, values in per_frame.items():
+        kept = {frame: float(value) for frame, value in values.items() if not np.isnan(value)}
+        summary[name] = {
+            "mean": float(np.mean(list(kept.values()))) if kept else None,
+            "per_frame": {f"{frame:04d}": kept[frame] for frame in sorted(kept)},
         }
-        for name, values in per_frame.items()
-    }
+    return summary

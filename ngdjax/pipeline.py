@@ -188,17 +188,19 @@ def fit_and_write(run: PreparedRun, progress: bool = True, on_step: OnStep | Non
     metrics["device"] = jax.devices()[0].device_kind
     outputs.write_metrics(directory, metrics)
     summary = ", ".join(f"{name} {value['mean']:.4g}" for name, value in metrics.items()
-                        if isinstance(value, dict) and "mean" in value)
+                        if isinstance(value, dict) and value.get("mean") is not None)
     log.info("%s: %s", directory, summary)
     return metrics
 
 
 def geometry_metrics(sequence: Sequence, body: Body, renderer: Renderer, posed: np.ndarray, result) -> dict:
-    """The fit's metrics per frame and mean, and the same for the un-fitted template (``template_*``)."""
+    """The fit's metrics per frame and mean (the seen/unseen split included, ``body`` occluding),
+    and the same for the un-fitted template (``template_*``)."""
     fitted = {i: (posed[t], result.template_faces) for t, i in enumerate(sequence.frames)}
     template = outputs.posed_template(sequence.template_vertices, body, sequence.shape[0], result.frames)
-    metrics = evaluation.evaluate_meshes(fitted, sequence, renderer)
+    metrics = evaluation.evaluate_meshes(fitted, sequence, renderer, body=body)
     reference = evaluation.evaluate_meshes(
-        {i: (template[t], sequence.template_faces) for t, i in enumerate(sequence.frames)}, sequence, renderer)
+        {i: (template[t], sequence.template_faces) for t, i in enumerate(sequence.frames)}, sequence, renderer,
+        body=body)
     metrics.update({f"template_{name}": value for name, value in reference.items()})
     return metrics

@@ -21,6 +21,7 @@ from ngdjax.data.loader import load_sequence
 from ngdjax.fit_config import FitConfig
 from ngdjax.render.backend import get_renderer
 from ngdjax.geometry_fit import fit_geometry
+from ngdjax.metrics import SPLIT_METRICS
 
 TINY = synthetic.SynthConfig(seed=5, garment="skirt", n_frames=4, resolution=(64, 64), target_edge_length=0.03)
 FAST = ["field.network.log2_table_size=10", "field.network.n_levels=8", "optim.warmup_epochs=2", "optim.checkpoint_every=2",
@@ -56,6 +57,9 @@ def test_fit_lowers_loss_and_chamfer(tmp_path, sequence_dir):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["chamfer_x1e3"]["mean"] < 0.8 * metrics["template_chamfer_x1e3"]["mean"]
     assert metrics["mask_iou"]["mean"] > metrics["template_mask_iou"]["mean"]
+    for name in SPLIT_METRICS:  # the seen/unseen split, for the fit and the template
+        assert name in metrics and f"template_{name}" in metrics, name
+    assert 0.0 < metrics["unseen_fraction"]["mean"] < 1.0  # a fixed camera never sees the back
     lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(lines) == 10 * 4
     first = np.mean([line["total"] for line in lines if line["epoch"] == 0])

@@ -34,7 +34,8 @@ FLOORS = [
                     "ngdjax.hashgrid", "ngdjax.fields", "ngdjax.camera", "ngdjax.ssim", "ngdjax.metrics",
                     "ngdjax.losses", "ngdjax.pose_code", "ngdjax.gradcheck"]),
     # Rendering, bodies, garment templates, sequences and their evaluation.
-    ("models and data", ["ngdjax.render.*", "ngdjax.body.*", "ngdjax.garment", "ngdjax.data.*", "ngdjax.evaluation"]),
+    ("models and data", ["ngdjax.render.*", "ngdjax.body.*", "ngdjax.garment", "ngdjax.data.*", "ngdjax.evaluation",
+                         "ngdjax.visibility"]),
     # The two stages' maths and configuration (no loops, no files written).
     ("stage maths", ["ngdjax.fit_config", "ngdjax.geometry", "ngdjax.appearance", "ngdjax.loop"]),
     # What a fit writes, and where: the run directory's layout, outputs and checkpoints.

@@ -10,6 +10,7 @@ import pytest
 
 from experiments.evaluate import main as evaluate_main
 from ngdjax import procedural
+from ngdjax.body.model import POSE_SIZES
 from ngdjax.camera import look_at, perspective
 from ngdjax.data.loader import load_sequence, write_sequence
 from ngdjax.evaluation import evaluate_meshes, silhouette_renderer
@@ -168,7 +169,7 @@ def sequence_and_truth(tmp_path_factory):
     rng = np.random.default_rng(0)
     write_sequence(
         str(directory), frames=FRAMES, images=rng.integers(0, 255, (2, *RESOLUTION, 3), dtype=np.uint8),
-        masks=masks, occluders=occluders, mv=mv, proj=proj, shape=np.zeros(0), pose=np.zeros((2, 6)),
+        masks=masks, occluders=occluders, mv=mv, proj=proj, shape=np.zeros(0), pose=np.zeros((2, POSE_SIZES["anny"])),
         global_rotation=np.zeros((2, 3)), translation=np.zeros((2, 3)), body_model="anny",
         template_vertices=vertices, template_faces=faces, gt_meshes=truth,
     )
@@ -203,6 +204,7 @@ def test_cli_scores_truth_better_than_a_shifted_fit(sequence_and_truth, tmp_path
     assert "chamfer_x1e3" in out and "mask_iou" in out
     exact, shrunk = (json.loads((tmp_path / f"{run}.json").read_text()) for run in ("exact", "shrunk"))
     assert exact["mask_iou"]["mean"] >= 0.98 and exact["chamfer_x1e3"]["mean"] < 0.1
+    assert exact["chamfer_seen_x1e3"]["mean"] < 0.1 and shrunk["chamfer_seen_x1e3"]["mean"] > 0.5  # body occluding
     assert shrunk["mask_iou"]["mean"] < 0.9 and shrunk["chamfer_x1e3"]["mean"] > 10 * exact["chamfer_x1e3"]["mean"]
     assert not list(tmp_path.glob("*.tmp*"))
 
