@@ -38,10 +38,12 @@ def main(argv=None) -> int:
             print(problem, file=sys.stderr)
         return 2
 
-    from ngdjax.evaluation import evaluate_meshes
+    from ngdjax.evaluation import evaluate_meshes, load_ground_truth
     from ngdjax.render.backend import get_renderer
 
-    metrics = evaluate_meshes(meshes, sequence, get_renderer(args.backend), body=load_occluding_body(sequence))
+    renderer = get_renderer(args.backend)
+    truth = load_ground_truth(sequence, list(meshes), load_occluding_body(sequence), renderer)
+    metrics = evaluate_meshes(meshes, sequence, renderer, truth=truth)
     width = max(len(name) for name in metrics)
     print(f"{'metric':<{width}}  mean")
     for name, values in metrics.items():

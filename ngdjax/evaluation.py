@@ -7,7 +7,7 @@ silhouette: covered and front-facing, antialiased, thresholded at 0.5), against 
 with occluder pixels ignored.
 
 Given the body model, also the seen/unseen split of the geometry metrics
-(:func:`ngdjax.metrics.split_geometry_metrics`): per evaluated frame with a ground-truth mesh,
+(:func:`ngdjax.metrics.geometry_metrics` with ``gt_seen``): per evaluated frame with a ground-truth mesh,
 the truth faces visible from that frame's camera with the body posed by that frame's parameters
 occluding (:func:`ngdjax.visibility.visible_faces`, one rasterisation of body + truth per frame
 at the sequence's resolution); a face is *seen* when visible in at least one of those frames.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,6 @@ from ngdjax.metrics import (
     SPLIT_METRICS,
     geometry_metrics,
     mask_iou,
-    split_geometry_metrics,
     summarise,
 )
 from ngdjax.render.backend import Renderer, get_renderer
@@ -81,6 +81,24 @@ def ground_truth_paths(sequence: Sequence, frames: list[int]) -> dict[int, str]:
     return {frame: paths[frame] for frame in frames if paths[frame] is not None}
 
 
+class GroundTruth(NamedTuple):
+    """A sequence's ground truth for some frames, read once for every set of meshes scored
+    against it: ``meshes`` frame index -> (vertices, faces); ``seen`` frame index -> (F,) bool
+    seen flags of that frame's truth faces (empty without a body: no seen/unseen split)."""
+
+    meshes: dict[int, Mesh]
+    seen: dict[int, np.ndarray]
+
+
+def load_ground_truth(sequence: Sequence, frames: list[int], body: Body | None = None,
+                      renderer: Renderer | None = None) -> GroundTruth:
+    """The ground-truth meshes of those of ``frames`` that have one (the others named in one log
+    line), and, given the body model, their seen faces (:func:`truth_seen_faces`)."""
+    meshes = {frame: read_mesh(path) for frame, path in ground_truth_paths(sequence, sorted(frames)).items()}
+    seen = truth_seen_faces(meshes, sequence, body, renderer) if meshes and body is not None else {}
+    return GroundTruth(meshes, seen)
+
+
 def truth_seen_faces(
     truth_meshes: dict[int, Mesh], sequence: Sequence, body: Body, renderer: Renderer | None = None
 ) -> dict[int, np.ndarray]:
@@ -115,7 +133,7 @@ def evaluate_meshes(
     renderer: Renderer | None = None,
     n_samples: int = N_SAMPLES,
     seed: int = 0,
-    body: Body | None = None,
+    truth: GroundTruth | None = None,
 ) -> dict[str, dict]:
     """Metrics of world-space meshes, one per frame index, against ``sequence``.
 
@@ -124,12 +142,14 @@ def evaluate_meshes(
         sequence: the loaded sequence (:func:`ngdjax.data.loader.load_sequence`).
         renderer: render backend; the pure-JAX one by default.
         n_samples, seed: surface samples per mesh for the geometry metrics.
-        body: the sequence's body model; when given, the seen/unseen split is added.
+        truth: the sequence's ground truth for these frames (:func:`load_ground_truth`, which is
+            called without a body when not given); when it holds seen faces, the seen/unseen
+            split is added.
 
     Returns:
         :func:`ngdjax.metrics.summarise` of ``mask_iou`` and, when some evaluated frame has a
         ground-truth mesh, ``chamfer_x1e3``, ``normal_consistency`` and ``fscore_1cm`` over
-        those frames (the frames without one are logged), and with ``body`` the
+        those frames (the frames without one are logged), and with seen faces the
         :data:`ngdjax.metrics.SPLIT_METRICS` (a class empty in a frame is skipped there).
 
     Raises:
@@ -141,9 +161,8 @@ def evaluate_meshes(
         raise InputError(f"{sequence.directory}: has no frames {unknown} (its frames: {sequence.frames})")
     renderer = renderer or get_renderer("jax")
     render = silhouette_renderer(renderer, sequence.resolution)
-    truth = {frame: read_mesh(path) for frame, path in ground_truth_paths(sequence, sorted(meshes)).items()}
-    seen = truth_seen_faces(truth, sequence, body, renderer) if truth and body is not None else {}
-    names = (GEOMETRY_METRICS if truth else ()) + (SPLIT_METRICS if seen else ()) + ("mask_iou",)
+    truth = load_ground_truth(sequence, list(meshes)) if truth is None else truth
+    names = (GEOMETRY_METRICS if truth.meshes else ()) + (SPLIT_METRICS if truth.seen else ()) + ("mask_iou",)
     per_frame = {name: {} for name in names}
     last_faces, topology = None, None
     for frame in sorted(meshes):
@@ -155,12 +174,9 @@ def evaluate_meshes(
                             jnp.asarray(sequence.mv[i]), jnp.asarray(sequence.proj[i]))
         occluders = None if sequence.occluders is None else sequence.occluders[i]
         per_frame["mask_iou"][frame] = mask_iou(np.asarray(silhouette), sequence.masks[i], occluders)
-        if frame in truth:
-            gt_vertices, gt_faces = truth[frame]
-            values = geometry_metrics(vertices, faces, gt_vertices, gt_faces, n_samples, seed)
-            if frame in seen:
-                values.update(split_geometry_metrics(vertices, faces, gt_vertices, gt_faces, seen[frame], n_samples,
-                                                     seed))
+        if frame in truth.meshes:
+            gt_vertices, gt_faces = truth.meshes[frame]
+            values = geometry_metrics(vertices, faces, gt_vertices, gt_faces, n_samples, seed, truth.seen.get(frame))
             for name, value in values.items():
                 per_frame[name][frame] = value
     return summarise(per_frame)

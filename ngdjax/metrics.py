@@ -15,7 +15,7 @@ meshes score a sampling floor: for Poisson samples of density n/A the mean squar
 other cloud is A/(pi n) per direction, e.g. chamfer_x1e3 = 2 A/(pi n) x 1000 ~ 0.032 for a 0.5 m^2
 garment at n = 10,000.
 
-Seen/unseen split (:func:`split_geometry_metrics`, :data:`SPLIT_METRICS`): the same three
+Seen/unseen split (:func:`geometry_metrics` with ``gt_seen``, :data:`SPLIT_METRICS`): the same three
 metrics on the same samples, centred on the whole clouds' means and matched in the whole other
 cloud, averaged over the samples of one class only (a gt sample takes the seen flag of its face,
 a pred sample that of its nearest gt sample), with ``unseen_fraction`` the area fraction of the
@@ -121,38 +121,26 @@ def geometry_metrics(
     gt_faces: Int[np.ndarray, "G 3"],
     n_samples: int = N_SAMPLES,
     seed: int = 0,
+    gt_seen: Bool[np.ndarray, " G"] | None = None,
 ) -> dict[str, float]:
     """Chamfer (x1e3), normal consistency and F-score at 1 cm of a predicted mesh against ground
-    truth, on ``n_samples`` samples per mesh (pred with ``seed``, gt with ``seed + 1``)."""
-    pred = sample_surface(pred_vertices, pred_faces, n_samples, seed)
-    gt = sample_surface(gt_vertices, gt_faces, n_samples, seed + 1)
-    return compare_point_clouds(*pred, *gt)
+    truth, on ``n_samples`` samples per mesh (pred with ``seed``, gt with ``seed + 1``); with
+    ``gt_seen`` (one flag per gt face) also the seen/unseen split (:data:`SPLIT_METRICS`).
 
-
-def split_geometry_metrics(
-    pred_vertices: Float[np.ndarray, "V 3"],
-    pred_faces: Int[np.ndarray, "F 3"],
-    gt_vertices: Float[np.ndarray, "W 3"],
-    gt_faces: Int[np.ndarray, "G 3"],
-    gt_seen: Bool[np.ndarray, " G"],
-    n_samples: int = N_SAMPLES,
-    seed: int = 0,
-) -> dict[str, float]:
-    """The geometry metrics restricted to the seen and to the never-seen part of the truth
-    (:data:`SPLIT_METRICS`; module docstring), and ``unseen_fraction``, for one frame.
-
-    The samples, their centring (on the whole clouds' means) and their nearest neighbours (in the
-    whole other cloud) are those of :func:`geometry_metrics` with the same ``n_samples`` and
-    ``seed``; only the averages are restricted: a gt sample belongs to the class of its face
-    (``gt_seen``, one flag per gt face), a pred sample to that of its nearest gt sample. A class
-    with no gt sample or no pred sample in it has NaN for its three metrics (callers skip them).
+    The split uses the same samples, centring (on the whole clouds' means) and nearest neighbours
+    (in the whole other cloud); only the averages are restricted: a gt sample belongs to the class
+    of its face, a pred sample to that of its nearest gt sample. A class with no gt sample or no
+    pred sample in it has NaN for its three metrics (callers skip them).
     """
-    gt_seen = np.asarray(gt_seen, bool)
-    if gt_seen.shape != (len(gt_faces),):
-        raise ValueError(f"split_geometry_metrics: gt_seen has shape {gt_seen.shape}, expected ({len(gt_faces)},)")
     pred_points, pred_normals = sample_surface(pred_vertices, pred_faces, n_samples, seed)
     gt_points, gt_normals, gt_face = sample_surface_faces(gt_vertices, gt_faces, n_samples, seed + 1)
     matches = _match(pred_points, pred_normals, gt_points, gt_normals)
+    whole = dict(zip(GEOMETRY_METRICS, _scores(matches)))
+    if gt_seen is None:
+        return whole
+    gt_seen = np.asarray(gt_seen, bool)
+    if gt_seen.shape != (len(gt_faces),):
+        raise ValueError(f"geometry_metrics: gt_seen has shape {gt_seen.shape}, expected ({len(gt_faces)},)")
     gt_class = gt_seen[gt_face]
     pred_class = gt_class[matches.nearest_gt]
     values = {}
@@ -164,7 +152,7 @@ def split_geometry_metrics(
     areas = trimesh.Trimesh(np.asarray(gt_vertices, np.float64), np.asarray(gt_faces, np.int64),
                             process=False).area_faces
     values["unseen_fraction"] = float(areas[~gt_seen].sum() / areas.sum())
-    return {name: values[name] for name in SPLIT_METRICS}
+    return {**whole, **{name: values[name] for name in SPLIT_METRICS}}
 
 
 def _split_name(name: str, suffix: str) -> str:

@@ -198,9 +198,10 @@ def geometry_metrics(sequence: Sequence, body: Body, renderer: Renderer, posed: 
     and the same for the un-fitted template (``template_*``)."""
     fitted = {i: (posed[t], result.template_faces) for t, i in enumerate(sequence.frames)}
     template = outputs.posed_template(sequence.template_vertices, body, sequence.shape[0], result.frames)
-    metrics = evaluation.evaluate_meshes(fitted, sequence, renderer, body=body)
+    truth = evaluation.load_ground_truth(sequence, sequence.frames, body, renderer)  # read once for both
+    metrics = evaluation.evaluate_meshes(fitted, sequence, renderer, truth=truth)
     reference = evaluation.evaluate_meshes(
         {i: (template[t], sequence.template_faces) for t, i in enumerate(sequence.frames)}, sequence, renderer,
-        body=body)
+        truth=truth)
     metrics.update({f"template_{name}": value for name, value in reference.items()})
     return metrics

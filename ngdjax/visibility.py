@@ -1,5 +1,5 @@
 """Which faces of the ground-truth garment the camera sees (for the seen/unseen split metrics of
-:func:`ngdjax.metrics.split_geometry_metrics`; definitions in docs/contracts.md section 4).
+:func:`ngdjax.metrics.geometry_metrics` with ``gt_seen``; definitions in docs/contracts.md section 4).
 
 One frame (:func:`visible_faces`): the truth garment and the posed body are rasterised as one
 mesh at the sequence's resolution with the depth test (no culling), so the body occludes. A truth

@@ -1,5 +1,5 @@
 """Visibility of the truth garment (ngdjax/visibility.py) and the seen/unseen split metrics
-(ngdjax.metrics.split_geometry_metrics), on hand-made scenes with known answers."""
+(ngdjax.metrics.geometry_metrics with gt_seen), on hand-made scenes with known answers."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,6 @@ from ngdjax.metrics import (
     GEOMETRY_METRICS,
     SPLIT_METRICS,
     geometry_metrics,
-    split_geometry_metrics,
     summarise,
 )
 from ngdjax.render.backend import get_renderer
@@ -108,8 +107,8 @@ def test_split_equals_the_whole_when_everything_is_seen():
     vertices, faces, _ = _two_patches()
     pred = vertices + np.array([0.0, 0.0, 0.003])
     whole = geometry_metrics(pred, faces, vertices, faces, 4000, seed=2)
-    split = split_geometry_metrics(pred, faces, vertices, faces, np.ones(len(faces), bool), 4000, seed=2)
-    assert list(split) == list(SPLIT_METRICS)
+    split = geometry_metrics(pred, faces, vertices, faces, 4000, seed=2, gt_seen=np.ones(len(faces), bool))
+    assert list(split) == list(GEOMETRY_METRICS) + list(SPLIT_METRICS)
     for name in GEOMETRY_METRICS:
         seen = name.replace("_x1e3", "_seen_x1e3") if name.endswith("_x1e3") else f"{name}_seen"
         unseen = seen.replace("_seen", "_unseen")
@@ -123,8 +122,8 @@ def test_a_shift_of_the_unseen_part_shows_only_in_the_unseen_metrics():
     seen = np.arange(len(faces)) < n_first  # the big patch seen, the small one never
     shifted = vertices.copy()
     shifted[vertices[:, 1] > 1.2, 0] += 0.02  # the unseen patch moves 2 cm along its normal
-    exact = split_geometry_metrics(vertices, faces, vertices, faces, seen, 40_000, seed=2)
-    moved = split_geometry_metrics(shifted, faces, vertices, faces, seen, 40_000, seed=2)
+    exact = geometry_metrics(vertices, faces, vertices, faces, 40_000, seed=2, gt_seen=seen)
+    moved = geometry_metrics(shifted, faces, vertices, faces, 40_000, seed=2, gt_seen=seen)
     assert exact["unseen_fraction"] == pytest.approx(0.25 / 1.25)
     # After centring the patch is 2 cm x (1 - 0.2) = 16 mm off: 2 x 0.016^2 x 1000 = 0.51 over the
     # floor, give or take the noise of the sample means along x (~2 mm between the clouds).
@@ -139,7 +138,7 @@ def test_a_shift_of_the_unseen_part_shows_only_in_the_unseen_metrics():
 def test_split_rejects_a_mask_of_the_wrong_length():
     vertices, faces, _ = _two_patches()
     with pytest.raises(ValueError):
-        split_geometry_metrics(vertices, faces, vertices, faces, np.ones(3, bool), 100)
+        geometry_metrics(vertices, faces, vertices, faces, 100, gt_seen=np.ones(3, bool))
 
 
 def test_summarise_skips_nan_frames():
