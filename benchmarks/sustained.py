@@ -80,7 +80,6 @@ def main(argv=None) -> int:
         init_params,
         make_geometry_step,
         make_optimizer,
-        optimizer_settings,
         prepare_frames,
     )
     from ngdjax.geometry_fit import fit_geometry
@@ -116,7 +115,7 @@ def main(argv=None) -> int:
     problem = build_problem(sequence.template_vertices, sequence.template_faces, body, sequence.shape[0],
                             sequence.resolution, config.field, sequence.diffuse is not None, sequence.depth is not None)
     frames = prepare_frames(sequence, config.field.pose_code_dim, body, config.field.zero_root)
-    step = make_geometry_step(renderer, optimizer_settings(optim), n_frames, config.loss)  # the one fit_geometry uses
+    step = make_geometry_step(renderer, optim, n_frames, config.loss)  # the cached step fit_geometry uses
     optimizer = make_optimizer(optim, n_frames)
     for network_on in (False, True):
         for collect in (False, True):

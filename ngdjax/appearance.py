@@ -223,12 +223,18 @@ def texture_map(params: dict, config: fields.TextureNetConfig, code: Float[Array
     return jnp.clip(static + residual.reshape(static.shape), 0.0, 1.0)
 
 
-@functools.lru_cache(maxsize=8)
 def make_texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int, resolution: tuple[int, int]):
     """The jitted step ``step(params, opt_state, frames, index, key, step_count, dynamic) ->
     (params, opt_state, loss, finite)`` for frame ``index`` (traced) of :class:`TextureFrames`;
     ``finite``: {group: all finite after the update}; ``dynamic`` (static) switches ``T^D`` on.
-    ``step_count`` is the global step (for the code noise)."""
+    ``step_count`` is the global step (for the code noise). Cached on what the step reads:
+    settings that differ only in the stage's epochs or mask erosion give the same jitted function."""
+    step_only = dataclasses.replace(texture, epochs=1, warmup_epochs=0, erode_iterations=0)
+    return _texture_step(renderer, step_only, n_frames, tuple(resolution))
+
+
+@functools.lru_cache(maxsize=8)
+def _texture_step(renderer: Renderer, texture: TextureConfig, n_frames: int, resolution: tuple[int, int]):
     optimizer = make_texture_optimizer(texture, n_frames)
     config = texture_net_config(texture)
     height, width = resolution

@@ -6,7 +6,6 @@ its own: a resumed run restarts it from its beginning, which reproduces it exact
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import jax
@@ -25,7 +24,7 @@ from ngdjax.appearance import (
 )
 from ngdjax.data.loader import Sequence
 from ngdjax.fit_config import FitConfig
-from ngdjax.loop import OnStep, StepEvent, append_log, check_finite, epoch_order, fetch_epoch, keep_log_lines, step_keys, step_lines
+from ngdjax.loop import OnStep, StepEvent, close_epoch, epoch_order, keep_log_lines, step_keys
 from ngdjax.render.backend import Renderer
 
 STAGE = "texture"  # the "stage" of the appearance stage's log lines
@@ -51,7 +50,7 @@ def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canoni
     frames = prepare_texture_frames(sequence, rasts, atlas, renderer, texture)
     params = init_texture_params(jax.random.PRNGKey(config.optim.seed + 2), texture)
     opt_state = make_texture_optimizer(texture, n_frames).init(params)
-    step = make_texture_step(renderer, step_settings(texture), n_frames, tuple(sequence.resolution))
+    step = make_texture_step(renderer, texture, n_frames, tuple(sequence.resolution))
     base_key = jax.random.PRNGKey(config.optim.seed + 3)
     log_path = outputs.log_path(run_dir)
     keep_log_lines(log_path, lambda line: line.get("stage") != STAGE)
@@ -59,26 +58,20 @@ def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canoni
     step_count, dynamic = 0, False
     for epoch in range(texture.epochs):
         dynamic = epoch >= texture.warmup_epochs
-        records = []
+        steps, frame_ids, losses, finite = [], [], [], []
         order = epoch_order(config.optim.seed, epoch, n_frames)
         for index, key in zip(order, step_keys(base_key, step_count, n_frames)):
-            params, opt_state, loss, finite = step(params, opt_state, frames, np.int32(index), key,
-                                                   np.int32(step_count), dynamic=dynamic)
-            records.append((step_count, sequence.frames[index], loss, finite))
+            params, opt_state, loss, flags = step(params, opt_state, frames, np.int32(index), key,
+                                                  np.int32(step_count), dynamic=dynamic)
+            steps.append(step_count)
+            frame_ids.append(sequence.frames[index])
+            losses.append({"relative_l2": loss})
+            finite.append(flags)
             if on_step is not None:
                 on_step(StepEvent("appearance", epoch, step_count, sequence.frames[index], dynamic))
             step_count += 1
             bar.update(1)
-        values, finite = fetch_epoch([(loss, finite) for _, _, loss, finite in records])
-        steps, frame_ids = [r[0] for r in records], [r[1] for r in records]
-        append_log(log_path, step_lines(epoch, steps, frame_ids, {"relative_l2": values}, stage=STAGE))
-        check_finite("appearance", epoch, steps, frame_ids, {"relative_l2": values}, finite)
+        values = close_epoch("appearance", epoch, steps, frame_ids, losses, finite, log_path, STAGE)["relative_l2"]
         bar.set_postfix(relative_l2=f"{float(values[-1]):.4g}")
     bar.close()
     return TextureResult(params, atlas, rasts, dynamic, time.perf_counter() - started)
-
-
-def step_settings(texture):
-    """The texture config with the fields a step never reads set to fixed values, so that runs
-    differing only in their epochs or erosion share one jitted step."""
-    return dataclasses.replace(texture, epochs=1, warmup_epochs=0, erode_iterations=0)

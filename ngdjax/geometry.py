@@ -279,19 +279,20 @@ class StepOutput(NamedTuple):
     face_statistic: tuple[Array, Array] | None
 
 
-def optimizer_settings(optim: OptimConfig) -> OptimConfig:
-    """``optim`` with only what the optimizer reads (rates, decays, eps, clipping); the rest at
-    its defaults, so runs that differ in length, seed or checkpointing share one jitted step."""
-    return dataclasses.replace(OptimConfig(), static=optim.static, net=optim.net, adam_eps=optim.adam_eps,
-                               clip_static=optim.clip_static)
-
-
-@functools.lru_cache(maxsize=8)
 def make_geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, weights: LossConfig):
     """The jitted per-frame step ``step(params, opt_state, problem, frames, index, key, blend,
     network_on, collect_statistic) -> (params, opt_state, StepOutput)`` with the optimizer of
-    :func:`make_optimizer`; ``blend`` is None or (stored residuals (T, F, 3, 3), alpha). ``network_on`` and ``collect_statistic`` are static; everything else
-    is traced, so frames never retrace. Cached: the same settings give the same jitted function."""
+    :func:`make_optimizer`; ``blend`` is None or (stored residuals (T, F, 3, 3), alpha).
+    ``network_on`` and ``collect_statistic`` are static; everything else is traced, so frames never
+    retrace. Cached on what the step reads: settings that differ only in the fit's length, seed or
+    checkpointing give the same jitted function."""
+    optimizer_only = dataclasses.replace(OptimConfig(), static=optim.static, net=optim.net, adam_eps=optim.adam_eps,
+                                         clip_static=optim.clip_static)
+    return _geometry_step(renderer, optimizer_only, n_frames, weights)
+
+
+@functools.lru_cache(maxsize=8)
+def _geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, weights: LossConfig):
     from ngdjax.remesh import face_gradient_statistic
 
     optimizer = make_optimizer(optim, n_frames)

@@ -29,10 +29,9 @@ from ngdjax.geometry import (
     init_params,
     make_geometry_step,
     make_optimizer,
-    optimizer_settings,
     prepare_frames,
 )
-from ngdjax.loop import OnStep, StepEvent, append_log, check_finite, epoch_order, fetch_epoch, keep_log_lines, step_keys, step_lines
+from ngdjax.loop import OnStep, StepEvent, close_epoch, epoch_order, keep_log_lines, step_keys
 from ngdjax.poisson import solve
 from ngdjax.remesh import RemeshSchedule, remesh_template, transfer_face_state
 from ngdjax.render.backend import Renderer
@@ -109,7 +108,7 @@ def fit_geometry(
     opt_state = optimizer.init(params)
     if meta is not None:
         params, opt_state = checkpoint.load_checkpoint_state(ckpt_dir, meta, (params, opt_state))
-    step = make_geometry_step(renderer, optimizer_settings(optim), n_frames, config.loss)
+    step = make_geometry_step(renderer, optim, n_frames, config.loss)
     base_key = jax.random.PRNGKey(optim.seed + 1)
     total_steps = optim.epochs * n_frames
     bar = tqdm(total=total_steps, initial=step_count, desc="geometry", unit="step", disable=not progress,
@@ -124,7 +123,7 @@ def fit_geometry(
         # the step keeps the signature it was compiled with instead of compiling a blend-free one.
         alpha = min((epoch - blend_epoch) / config.remesh.blend_epochs, 1.0)
         blend = (blend_field, jnp.float32(alpha)) if blend_field is not None and network_on else None
-        records, accumulated, seen = [], 0.0, 0.0
+        steps, frame_ids, terms, finite, accumulated, seen = [], [], [], [], 0.0, 0.0
         position = start_position if epoch == start_epoch else 0
         order = epoch_order(optim.seed, epoch, n_frames)[position:]
         keys = step_keys(base_key, step_count, len(order))
@@ -133,19 +132,19 @@ def fit_geometry(
                                           network_on=network_on, collect_statistic=collect)
             if collect:
                 accumulated, seen = accumulated + out.face_statistic[0], seen + out.face_statistic[1]
-            records.append((step_count, int(index), out.terms, out.finite))
+            steps.append(step_count)
+            frame_ids.append(sequence.frames[index])
+            terms.append(out.terms)
+            finite.append(out.finite)
             if on_step is not None:
                 on_step(StepEvent("geometry", epoch, step_count, sequence.frames[index], network_on))
             step_count += 1
             bar.update(1)
             if stop_after_steps is not None and step_count >= stop_after_steps:
                 break
-        terms, finite = fetch_epoch([(terms, finite) for _, _, terms, finite in records])
-        steps, frame_ids = [r[0] for r in records], [sequence.frames[r[1]] for r in records]
-        append_log(log_path, step_lines(epoch, steps, frame_ids, terms))
-        check_finite("geometry", epoch, steps, frame_ids, terms, finite)
-        bar.set_postfix({name: f"{float(values[-1]):.4g}" for name, values in terms.items()})
-        finished_epoch = position + len(records) == n_frames
+        host_terms = close_epoch("geometry", epoch, steps, frame_ids, terms, finite, log_path)
+        bar.set_postfix({name: f"{float(values[-1]):.4g}" for name, values in host_terms.items()})
+        finished_epoch = position + len(steps) == n_frames
         if collect and finished_epoch:
             statistic = np.asarray(accumulated) / np.maximum(np.asarray(seen), 1.0)
             stored = all_dynamic_residuals(params, problem, frames) if network_on else None
@@ -166,7 +165,7 @@ def fit_geometry(
             checkpoint.save_checkpoint(
                 ckpt_dir, (params, opt_state), host,
                 {"epoch": epoch + 1 if finished_epoch else epoch,
-                 "position": 0 if finished_epoch else position + len(records), "step": step_count,
+                 "position": 0 if finished_epoch else position + len(steps), "step": step_count,
                  "remesh_events": remesh_events, "blend_epoch": blend_epoch})
         if stop:
             break

@@ -81,11 +81,18 @@ def fetch_epoch(values: list):
     return jax.device_get(_stack_steps(values))
 
 
-def check_finite(stage: str, epoch: int, steps: list[int], frames: list[int], terms: dict, finite: dict) -> None:
-    """Raise :class:`NonFiniteError` naming the first bad step of an epoch (host arrays (n,))."""
-    failure = first_non_finite(stage, epoch, steps, frames, terms, finite)
+def close_epoch(stage: str, epoch: int, steps: list[int], frames: list[int], terms: list[dict], finite: list[dict],
+                log_path: str, log_stage: str | None = None) -> dict[str, np.ndarray]:
+    """The end of an epoch in both loops: fetch the per-step loss ``terms`` and parameter
+    ``finite`` flags (device pytrees, one per step) in one transfer, append the epoch's log lines
+    (with ``"stage": log_stage``), and raise :class:`NonFiniteError` if any step went non-finite.
+    Returns the host terms {name: (n,)}."""
+    host_terms, host_finite = fetch_epoch(list(zip(terms, finite)))
+    append_log(log_path, step_lines(epoch, steps, frames, host_terms, log_stage))
+    failure = first_non_finite(stage, epoch, steps, frames, host_terms, host_finite)
     if failure:
         raise NonFiniteError(failure)
+    return host_terms
 
 
 def append_log(path: str, lines: list[dict]) -> None:

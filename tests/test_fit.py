@@ -95,8 +95,7 @@ def test_step_is_traced_once_per_variant(tmp_path, sequence_dir, compiled_varian
     sequence = load_sequence(sequence_dir)
     fit_geometry(config, sequence, load_body("anny"), get_renderer("jax"), str(tmp_path / "r"), resume=False,
                  progress=False)
-    step = geometry.make_geometry_step(get_renderer("jax"), geometry.optimizer_settings(config.optim),
-                                       sequence.n_frames, config.loss)  # the (cached) step the fit ran
+    step = geometry.make_geometry_step(get_renderer("jax"), config.optim, sequence.n_frames, config.loss)  # the (cached) step the fit ran
     assert compiled_variants(step) == 2  # warm-up and network-on; 12 steps over 4 frames
 
 

@@ -162,7 +162,7 @@ def test_dynamic_texture_learns_a_pose_dependent_colour_without_retracing(tmp_pa
     renderer = get_renderer("jax")
     posed = np.broadcast_to(vertices, (4, *vertices.shape))
     result = appearance_fit.fit_texture(config, sequence, posed, vertices, faces, renderer, str(tmp_path), progress=False)
-    step = appearance.make_texture_step(renderer, appearance_fit.step_settings(config.texture), 4,
+    step = appearance.make_texture_step(renderer, config.texture, 4,
                                         tuple(sequence.resolution))  # the (cached) step the fit ran
     assert compiled_variants(step) == 2  # one with T^D off and one with it on, for 240 steps
     assert result.dynamic
