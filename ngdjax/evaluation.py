@@ -17,6 +17,7 @@ visible faces (logged once).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import NamedTuple
@@ -38,7 +39,7 @@ from ngdjax.metrics import (
     mask_iou,
     summarise,
 )
-from ngdjax.render.backend import Renderer, get_renderer
+from ngdjax.render.backend import Renderer, get_renderer, jit_where_possible
 from ngdjax.render.shading import render_geometry
 from ngdjax.render.topology import antialias_topology
 from ngdjax.visibility import seen_faces, visible_faces
@@ -48,23 +49,16 @@ log = logging.getLogger("ngdjax")
 Mesh = tuple[Float[np.ndarray, "V 3"], Int[np.ndarray, "F 3"]]
 
 
-_COMPILED: dict[tuple[str, tuple[int, int]], Callable] = {}
-
-
+@functools.cache
 def silhouette_renderer(renderer: Renderer, resolution: tuple[int, int]) -> Callable:
     """``render(vertices (V, 3), tris (F, 3) int32, topology (F, 3), mv (4, 4), proj (4, 4)) ->
-    silhouette (H, W)`` float32, jitted where the backend allows; one jitted function per backend
-    and resolution for the whole process, so each mesh size compiles once."""
+    silhouette (H, W)`` float32, jitted where the backend allows; one function per backend and
+    resolution for the whole process, so each mesh size compiles once."""
 
     def render(vertices, tris, topology, mv, proj):
         return render_geometry(renderer, vertices, tris, topology, mv, proj, resolution).silhouette[0]
 
-    if renderer.name == "nvdiffrast-eager":
-        return render
-    key = (renderer.name, tuple(resolution))
-    if key not in _COMPILED:
-        _COMPILED[key] = jax.jit(render)
-    return _COMPILED[key]
+    return jit_where_possible(renderer, render)
 
 
 def ground_truth_paths(sequence: Sequence, frames: list[int]) -> dict[int, str]:

@@ -30,20 +30,17 @@ seen* otherwise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ngdjax.camera import to_clip
-from ngdjax.render.backend import Renderer
+from ngdjax.render.backend import Renderer, jit_where_possible
 
 DEPTH_TOLERANCE_M = 0.01
-
-_COMPILED: dict[tuple[str, tuple[int, int], float | None], Callable] = {}
-
 
 def visible_faces(
     truth_vertices: Float[np.ndarray, "V 3"],
@@ -60,14 +57,16 @@ def visible_faces(
     with the body occluding (module docstring). ``tolerance_m=None`` keeps test 1 only (a face is
     visible iff some pixel shows it). One rasterisation of body + garment at ``resolution`` (H, W);
     jitted per backend, resolution and tolerance where the backend allows."""
-    key = (renderer.name, tuple(int(n) for n in resolution), tolerance_m)
-    if key not in _COMPILED:
-        def visible(tv, tf, bv, bf, m, p):
-            return _visible(renderer, key[1], tolerance_m, tv, tf, bv, bf, m, p)
-        _COMPILED[key] = visible if renderer.name == "nvdiffrast-eager" else jax.jit(visible)
+    visible = _visibility_function(renderer, tuple(int(n) for n in resolution), tolerance_m)
     arrays = [jnp.asarray(a, jnp.float32) for a in (truth_vertices, body_vertices, mv, proj)]
     faces = [jnp.asarray(f, jnp.int32) for f in (truth_faces, body_faces)]
-    return np.asarray(_COMPILED[key](arrays[0], faces[0], arrays[1], faces[1], arrays[2], arrays[3]))
+    return np.asarray(visible(arrays[0], faces[0], arrays[1], faces[1], arrays[2], arrays[3]))
+
+
+@functools.cache
+def _visibility_function(renderer: Renderer, resolution: tuple[int, int], tolerance_m: float | None) -> Callable:
+    """One (jitted where the backend allows) :func:`_visible` per backend, resolution and tolerance."""
+    return jit_where_possible(renderer, functools.partial(_visible, renderer, resolution, tolerance_m))
 
 
 def _visible(renderer: Renderer, resolution: tuple[int, int], tolerance_m: float | None,

@@ -23,6 +23,8 @@ import functools
 import logging
 from typing import Callable, Literal, NamedTuple, get_args
 
+import jax
+
 from ngdjax.render.checks import (
     check_antialias_inputs,
     check_interpolate_inputs,
@@ -67,6 +69,12 @@ def _with_checks(renderer: Renderer) -> Renderer:
         return renderer.texture(tex, uv, *args, **kwargs)
 
     return renderer._replace(rasterize=rasterize, interpolate=interpolate, antialias=antialias, texture=texture)
+
+
+def jit_where_possible(renderer: Renderer, function: Callable) -> Callable:
+    """``jax.jit(function)``, or ``function`` itself on the one backend that cannot run inside
+    ``jax.jit`` (``nvdiffrast-eager``)."""
+    return function if renderer.name == "nvdiffrast-eager" else jax.jit(function)
 
 
 @functools.cache
