@@ -23,7 +23,7 @@ import dataclasses
 import os
 import types
 import typing
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import yaml
 
@@ -38,8 +38,19 @@ def path_field(default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"path": True})
 
 
-def load_config(path: str, cls: type[T], overrides: list[str] | tuple[str, ...] = ()) -> T:
-    """Build ``cls`` (a dataclass) from the YAML file at ``path`` and dotted overrides."""
+class Layer(NamedTuple):
+    """Values set over a config file by another file (e.g. a suite's case): a nested mapping, the
+    name errors give as its source, and the directory its relative paths start at."""
+
+    values: dict
+    source: str
+    directory: str
+
+
+def load_config(path: str, cls: type[T], overrides: list[str] | tuple[str, ...] = (), layers: tuple[Layer, ...] = (),
+                ) -> T:
+    """Build ``cls`` (a dataclass) from the YAML file at ``path``, then each of ``layers`` set over
+    it (key by key, in order), then the dotted command-line ``overrides``."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: config file not found")
     try:
@@ -50,17 +61,26 @@ def load_config(path: str, cls: type[T], overrides: list[str] | tuple[str, ...] 
     if not isinstance(raw, dict):
         raise InputError(f"{path}: must be a mapping of keys to values")
     problems: list[str] = []
-    overridden: dict[str, str] = {}
+    origins: dict[str, tuple[str, str]] = {}  # dotted key -> (source, base directory)
+    for layer in layers:
+        for key, value in flatten(layer.values).items():
+            problems += _set_key(raw, key, value, f"{layer.source}: '{key}'")
+            origins[key] = (layer.source, layer.directory)
     for override in overrides:
-        problems += _apply_override(raw, override, overridden)
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            problems.append(f"override '{override}': expected key=value (e.g. optim.epochs=100)")
+            continue
+        problems += _set_key(raw, key, _yaml_scalar(text), f"override '{override}'")
+        origins[key] = (f"override '{override}'", os.getcwd())
     if problems:
         raise InputError(*problems)
 
     def origin(key: str) -> tuple[str, str]:
         """(where the value of ``key`` came from, the directory its relative paths start at)."""
         for prefix in _prefixes(key.split("[")[0]):
-            if prefix in overridden:
-                return f"override '{overridden[prefix]}'", os.getcwd()
+            if prefix in origins:
+                return origins[prefix]
         return path, os.path.dirname(os.path.abspath(path))
 
     return from_dict(cls, raw, origin=origin)
@@ -114,23 +134,24 @@ def _prefixes(key: str) -> list[str]:
     return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 
-def _apply_override(raw: dict, override: str, overridden: dict[str, str]) -> list[str]:
-    key, sep, text = override.partition("=")
-    if not sep or not key:
-        return [f"override '{override}': expected key=value (e.g. optim.epochs=100)"]
+def _yaml_scalar(text: str) -> Any:
+    """An override's value as YAML reads it (``3``, ``1e-3``, ``true``, ``[256, 256]``), else the text."""
     try:
-        value = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError:
-        value = text
+        return text
+
+
+def _set_key(raw: dict, key: str, value: Any, source: str) -> list[str]:
+    """Set dotted ``key`` in the nested mapping ``raw``; a problem line when a parent is not a section."""
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            return [f"override '{override}': '{part}' is not a section"]
+            return [f"{source}: '{part}' is not a section"]
         node = child
     node[parts[-1]] = value
-    overridden[key] = override
     return []
 
 

@@ -3,10 +3,13 @@ camera, with ground truth (``python -m experiments.synth``).
 
 What is generated (``generate``), all deterministic from ``SynthConfig.seed``:
 
-1. The **template** the fit starts from: :func:`ngdjax.garment.make_template` around Anny.
-2. The **true garment**: the template moved (:func:`true_canonical`: wider, longer), so the
-   static difference is several centimetres; same topology, or with ``truth_edge_length`` the
-   same garment meshed on its own at that edge length (other vertices and faces) and moved alike.
+1. The **template** the fit starts from: :func:`ngdjax.garment.make_template` around Anny, or
+   one derived from an artist's garment (``outfit.template: derived``).
+2. The **true garment** (:func:`garments`): the template moved (:func:`true_canonical`: wider,
+   longer), so the static difference is several centimetres; same topology, or with
+   ``truth_edge_length`` the same garment meshed on its own at that edge length (other vertices
+   and faces) and moved alike. Or an **artist-made garment** (``outfit``): a piece of a CC0
+   MakeHuman outfit bound to Anny through its ``.mhclo`` binding (:mod:`ngdjax.data.outfit`).
 3. Per frame, the true garment's **dynamic deformation** in its canonical (rest) space
    (:func:`dynamic_offsets`): a smooth function of the frame's pose features
    (:func:`ngdjax.data.motion.pose_features`), with folds whose phase and depth change with the
@@ -28,6 +31,7 @@ import dataclasses
 import functools
 from typing import Literal, NamedTuple
 
+import igl
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +48,7 @@ from ngdjax.body.model import (
 )
 from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
 from ngdjax.camera import look_at, perspective, to_clip, to_view_directions
+from ngdjax.config import path_field
 from ngdjax.data.motion import (
     Motion,
     MotionConfig,
@@ -90,11 +95,29 @@ class PatternConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class OutfitConfig:
+    """An artist-made garment as the truth (docs/garments.md): a piece of an outfit folder
+    (``NAME.obj`` + its ``NAME.mhclo`` binding, e.g. ``ngdjax/data/garments/female_casualsuit01``)
+    bound to the body, instead of a generated garment moved away from the template."""
+
+    folder: str | None = path_field(None)  # the outfit folder (None: the truth is generated, as the template)
+    piece: str = "top"  # which connected part: "top" or "bottom" (by height on the body)
+    # The template given to the fit: "generic" = our generated garment of class `garment`;
+    # "derived" = the true piece smoothed, coarsened to target_edge_length, shrunk towards the body
+    # and shortened (ngdjax.derived_template), as a user starting from a similar garment.
+    template: Literal["generic", "derived"] = "generic"
+    smooth_iterations: int = 20  # derived template: smoothing passes
+    shrink_m: float = 0.02  # derived template: moved towards the body (never into it)
+    shorten_m: float = 0.05  # derived template: openings at the garment's lower end raised
+
+
+@dataclasses.dataclass(frozen=True)
 class SynthConfig:
     """One synthetic sequence (``configs/synth/*.yaml``)."""
 
     seed: int = 0  # sets the motion's phases and the garment's colours
-    garment: Literal["skirt", "tshirt"] = "skirt"
+    # The garment's class: the generated template's kind and the dynamics' (the skirt's hem sways).
+    garment: Literal["skirt", "tshirt", "shorts", "trousers", "leggings"] = "skirt"
     n_frames: int = 30
     resolution: tuple[int, int] = (256, 256)  # (H, W)
     target_edge_length: float = 0.015  # template edge length in metres (0.015: about 2.5k vertices)
@@ -109,6 +132,7 @@ class SynthConfig:
     camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
     difficulty: DifficultyConfig = dataclasses.field(default_factory=DifficultyConfig)
     texture: PatternConfig = dataclasses.field(default_factory=PatternConfig)
+    outfit: OutfitConfig = dataclasses.field(default_factory=OutfitConfig)  # an artist-made true garment
 
 
 def check_config(config: SynthConfig, source: str = "config") -> None:
@@ -145,8 +169,27 @@ def check_config(config: SynthConfig, source: str = "config") -> None:
                 problems += [f"{source}: 'motion.bvh': {problem}" for problem in error.problems]
     negative = [key for key, value in dataclasses.asdict(config.difficulty).items() if value < 0]
     problems += [f"{source}: 'difficulty.{key}' must not be negative" for key in negative]
+    problems += _outfit_problems(config.outfit, source)
     if problems:
         raise InputError(*problems)
+
+
+def _outfit_problems(outfit: OutfitConfig, source: str) -> list[str]:
+    """Problems of the ``outfit`` section: out-of-range values, a derived template without a true
+    piece, an outfit folder or piece that cannot be bound (read now, before any computation)."""
+    problems = [f"{source}: 'outfit.{key}' must not be negative" for key in ("smooth_iterations", "shrink_m", "shorten_m")
+                if getattr(outfit, key) < 0]
+    if outfit.folder is None:
+        if outfit.template == "derived":
+            problems.append(f"{source}: 'outfit.template' is 'derived' but 'outfit.folder' names no garment to derive it from")
+        return problems
+    from ngdjax.data.outfit import bound_piece
+
+    try:
+        bound_piece(outfit.folder, outfit.piece)
+    except InputError as error:
+        problems += [f"{source}: 'outfit': {problem}" for problem in error.problems]
+    return problems
 
 
 class SyntheticSequence(NamedTuple):
@@ -157,9 +200,10 @@ class SyntheticSequence(NamedTuple):
         in [0, 1]. depth: (T, H, W) float32 metres (0 off the mask).
         mv, proj: (4, 4) the fixed camera. motion: the body's :class:`~ngdjax.data.motion.Motion`.
         template_vertices (V, 3), faces (F, 3): the template given to the fit (rest pose, world).
-        template_truth: (V, 3) the template's vertices moved as the truth is (the static difference).
+        template_truth: (V, 3) the template's vertices moved as the truth is (the static
+        difference), or None where the truth is an artist's garment (``outfit.folder``).
         true_vertices (W, 3), true_faces (G, 3): the true garment in the rest pose, before any
-        dynamics, on its own mesh (the template's unless ``truth_edge_length`` is set).
+        dynamics, on its own mesh (the template's unless ``truth_edge_length`` or ``outfit`` is set).
         gt_vertices: (T, W, 3) the true garment per frame (world space).
         lbs_vertices: (T, W, 3) ``true_vertices`` posed by LBS alone (what the dynamics go beyond).
         body_vertices: (T, N, 3) the posed body (world space).
@@ -176,7 +220,7 @@ class SyntheticSequence(NamedTuple):
     motion: Motion
     template_vertices: np.ndarray
     faces: np.ndarray
-    template_truth: np.ndarray
+    template_truth: np.ndarray | None
     true_vertices: np.ndarray
     true_faces: np.ndarray
     gt_vertices: np.ndarray
@@ -188,17 +232,49 @@ class SyntheticSequence(NamedTuple):
 
 # --- The true garment ----------------------------------------------------------------------------
 
+def garments(config: SynthConfig, body: Body, frame: BodyFrame) -> tuple:
+    """The template and the true garment in the rest pose (world frame of the body).
+
+    Returns:
+        template (V, 3), faces (F, 3); template_truth (V, 3) or None (see
+        :class:`SyntheticSequence`); truth (W, 3), true_faces (G, 3).
+    """
+    shape = np.zeros(0)
+    outfit = config.outfit
+    if outfit.folder is not None:
+        from ngdjax.data.outfit import bound_piece
+
+        truth, true_faces = bound_piece(outfit.folder, outfit.piece)
+        if outfit.template == "derived":
+            from ngdjax.derived_template import derived_template
+
+            template, faces = derived_template(
+                truth, true_faces, rest_vertices_host(body, shape), np.asarray(body.triangles), edge_length=config.target_edge_length,
+                smooth_iterations=outfit.smooth_iterations, shrink_m=outfit.shrink_m, shorten_m=outfit.shorten_m,
+                up=frame.axes[2])
+        else:
+            template, faces = make_template(config.garment, body, shape, config.target_edge_length, config.offset_m)
+        return template, faces, None, truth, true_faces
+    template, faces = make_template(config.garment, body, shape, config.target_edge_length, config.offset_m)
+    template_truth = true_canonical(config.garment, template, faces, frame, config.difficulty)
+    if config.truth_edge_length is None:
+        return template, faces, template_truth, template_truth, faces
+    own, true_faces = make_template(config.garment, body, shape, config.truth_edge_length, config.offset_m)
+    return template, faces, template_truth, true_canonical(config.garment, own, true_faces, frame, config.difficulty), true_faces
+
+
 def true_canonical(kind: str, template: Float[np.ndarray, "V 3"], faces: Int[np.ndarray, "F 3"], frame: BodyFrame,
                    difficulty: DifficultyConfig) -> Float[np.ndarray, "V 3"]:
     """The true garment in the rest pose: the template (world, rest pose) moved away from the
     body by ``widen_m`` along its normals (40% of it at the top, all of it at the hem) and
-    stretched down by up to ``lengthen_m`` (skirt: the hem; t-shirt: the hem below the chest
-    and, by half of it, the sleeves along the arms). Same vertices and faces."""
+    stretched down by up to ``lengthen_m`` (skirt, shorts, trousers, leggings: the lower end;
+    t-shirt: the hem below the chest and, by half of it, the sleeves along the arms). Same
+    vertices and faces."""
     local = _to_local(frame, template)
     normals = vertex_normals(local, faces)
     height = local[:, 2]
     top, bottom = height.max(), height.min()
-    if kind == "skirt":
+    if kind != "tshirt":  # skirts and legged garments: the hem (or the leg openings) lower
         down = (top - height) / (top - bottom)  # 0 at the waistband, 1 at the hem
         stretch = difficulty.lengthen_m * down[:, None] * np.array([0.0, 0.0, -1.0])
     else:
@@ -371,13 +447,7 @@ def generate(config: SynthConfig, progress=None) -> SyntheticSequence:
     body = load_body("anny")
     shape = np.zeros(0)
     frame = body_frame(body, shape)
-    template, faces = make_template(config.garment, body, shape, config.target_edge_length, config.offset_m)
-    template_truth = true_canonical(config.garment, template, faces, frame, config.difficulty)
-    if config.truth_edge_length is None:
-        truth, true_faces = template_truth, faces
-    else:
-        own, true_faces = make_template(config.garment, body, shape, config.truth_edge_length, config.offset_m)
-        truth = true_canonical(config.garment, own, true_faces, frame, config.difficulty)
+    template, faces, template_truth, truth, true_faces = garments(config, body, frame)
     weights = rbf_skinning_weights(truth, rest_vertices_host(body, shape), skinning_weights_host(body))
     if config.motion.bvh is None:
         motion = procedural_motion(config.motion, config.n_frames, frame, config.seed)
@@ -476,8 +546,8 @@ def write(sequence: SyntheticSequence, directory: str) -> None:
 def measure_difficulty(sequence: SyntheticSequence) -> dict:
     """The floors of docs/contracts.md section 7 ("The synthetic benchmark's difficulty") measured on generated data.
 
-    - ``static_rms_m``: RMS vertex distance between the template and the true rest garment (the
-      template's vertices moved as the truth is, so that it is defined on any truth mesh).
+    - ``static_rms_m``: RMS distance between the template and the true rest garment
+      (:func:`static_difference`).
     - ``fold_amplitude_m``: the residual beyond LBS (``gt - lbs``) along the posed normals,
       band-passed over the rest garment (Gaussian smoothing at 1 cm minus at 5 cm keeps
       wavelengths of about 5-30 cm), 95th percentile of its magnitude, mean over frames.
@@ -498,8 +568,7 @@ def measure_difficulty(sequence: SyntheticSequence) -> dict:
     fine, coarse = (_surface_smoother(rest, sigma) for sigma in (0.01, 0.05))
     band = (fine @ along_normal.T - coarse @ along_normal.T).T  # (T, V)
     result = {
-        "static_rms_m": float(np.sqrt(np.mean(np.sum((sequence.template_truth - sequence.template_vertices) ** 2,
-                                                      axis=1)))),
+        "static_rms_m": static_difference(sequence),
         "fold_amplitude_m": float(np.mean(np.percentile(np.abs(band), 95, axis=1))),
         "fold_change_m": float(np.percentile(band.std(axis=0), 95)),
         "occluded_frames": int(np.sum(sequence.occluders.any(axis=(1, 2)))),
@@ -511,6 +580,20 @@ def measure_difficulty(sequence: SyntheticSequence) -> dict:
         result["hem_sway_m"] = float(np.max(np.mean(np.linalg.norm(low, axis=-1), axis=1)))
     result.update(_texture_measures(sequence.images, sequence.masks))
     return result
+
+
+def static_difference(sequence: SyntheticSequence) -> float:
+    """RMS distance (metres) between the template and the true rest garment: per vertex, where the
+    truth is the template moved (same vertices); else, for an artist's garment on its own mesh,
+    each mesh's vertices to the other's surface, both directions pooled (no correspondence is
+    assumed, so this is a lower bound on any vertex-to-vertex distance)."""
+    if sequence.template_truth is not None:
+        return float(np.sqrt(np.mean(np.sum((sequence.template_truth - sequence.template_vertices) ** 2, axis=1))))
+    one_way = lambda points, vertices, faces: igl.point_mesh_squared_distance(points, vertices, faces)[0]  # noqa: E731
+    squared = np.concatenate([
+        one_way(sequence.template_vertices, sequence.true_vertices, sequence.true_faces.astype(np.int64)),
+        one_way(sequence.true_vertices, sequence.template_vertices, sequence.faces.astype(np.int64))])
+    return float(np.sqrt(np.mean(squared)))
 
 
 def _surface_smoother(points: np.ndarray, sigma: float) -> scipy.sparse.csr_matrix:

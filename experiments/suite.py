@@ -1,0 +1,61 @@
+"""``python -m experiments.suite SUITE.yaml --out DIR [--cases A,B] [key=value ...]``: score a suite.
+
+Generates each case's synthetic sequence (cached under DIR/sequences by the content of its
+config), fits it with the case's fit config (DIR/runs/NAME-DIGEST, as ``experiments.fit --out``
+writes it), evaluates it, and writes DIR/suite.json (one row per case: every metric and its
+template value, the seen / never-seen split, the difficulty floors, seconds per stage, device),
+DIR/suite.md (the table) and DIR/suite.png (the contact sheet). A re-run skips finished cases
+and resumes interrupted ones. Overrides: ``key=value`` sets a key of every case's fit config,
+``synth.key=value`` of every case's synthetic config (e.g. ``synth.n_frames=8``). Format of a
+suite file: docs/suite.md. Exit codes: 0 every case ran; 1 some case failed (its row says why);
+2 bad input (one line per problem on stderr, before any computation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.suite", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("suite", help="a suite file (configs/suite/*.yaml)")
+    parser.add_argument("--out", required=True, help="the suite's output directory (new, empty, or this suite's before)")
+    parser.add_argument("--cases", help="comma-separated names of the cases to run (default: all)")
+    parser.add_argument("overrides", nargs="*", help="key=value for the fit configs, synth.key=value for the sequences")
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from ngdjax.errors import InputError
+    from ngdjax.suite import load_suite, run_case, take_suite_dir
+    from ngdjax.suite_report import write_contact_sheet, write_suite_json, write_suite_table
+
+    names = [name.strip() for name in args.cases.split(",") if name.strip()] if args.cases else None
+    try:
+        cases = load_suite(args.suite, args.out, names, tuple(args.overrides))
+        take_suite_dir(args.out, args.suite)
+    except InputError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    log = logging.getLogger("ngdjax")
+    rows = []
+    started = time.perf_counter()
+    for i, case in enumerate(cases):
+        log.info("case %d/%d: %s", i + 1, len(cases), case.name)
+        rows.append(run_case(case))
+        write_suite_json(args.out, rows)  # a partial table survives an interrupted suite
+    write_suite_table(args.out, rows)
+    write_contact_sheet(args.out, rows)
+    failed = [row["name"] for row in rows if row["status"] != "ok"]
+    log.info("%s: %d cases in %.1f minutes%s", args.out, len(rows), (time.perf_counter() - started) / 60,
+             f"; failed: {', '.join(failed)}" if failed else "")
+    print(open(f"{args.out}/suite.md").read())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

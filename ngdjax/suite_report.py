@@ -1,0 +1,110 @@
+"""A suite's outputs (docs/suite.md): ``suite.json`` (one row per case), ``suite.md`` (the table)
+and ``suite.png`` (the contact sheet: for each case a few frames of target | fit from the
+training camera, then the fit and the truth of one frame seen from the front and from behind,
+coloured by their distance to each other: from the training camera alone a fit whose
+never-seen back is centimetres off looks perfect)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ngdjax.io import read_image, read_mesh, write_text
+from ngdjax.outputs import MESHES, RENDERS, mesh_path
+from ngdjax.data.sequence import frame_name
+
+# (column title, row key, number format); "ratio" columns divide the fit's value by the template's.
+TABLE = (
+    ("Chamfer", "chamfer_x1e3", "{:.3f}"),
+    ("/ template", "ratio:chamfer_x1e3", "1/{:.2f}"),
+    ("seen", "ratio:chamfer_seen_x1e3", "1/{:.2f}"),
+    ("never seen", "ratio:chamfer_unseen_x1e3", "1/{:.2f}"),
+    ("unseen %", "unseen_fraction", "{:.0%}"),
+    ("NC", "normal_consistency", "{:.3f}"),
+    ("NC template", "template_normal_consistency", "{:.3f}"),
+    ("NC seen - template", "delta:normal_consistency_seen", "{:+.3f}"),
+    ("F@1cm", "fscore_1cm", "{:.3f}"),
+    ("IoU", "mask_iou", "{:.3f}"),
+    ("PSNR", "psnr", "{:.2f}"),
+)
+DIFFICULTY = (("static cm", "static_rms_m", 100, "{:.1f}"), ("folds cm", "fold_amplitude_m", 100, "{:.1f}"),
+              ("sway cm", "hem_sway_m", 100, "{:.1f}"))
+FLOORS = {"static_rms_m": 0.03, "fold_amplitude_m": 0.01, "hem_sway_m": 0.05}  # docs/contracts.md section 7
+
+
+def write_suite_json(out: str, rows: list[dict]) -> None:
+    write_text(os.path.join(out, "suite.json"), json.dumps(rows, indent=1))
+
+
+def cell(row: dict, key: str, form: str) -> str:
+    """One table cell: a metric, the template's value over the fit's (``ratio:``: "1/x" means the
+    fit's is x times smaller), or the fit's minus the template's (``delta:``); "-" when absent."""
+    kind, _, name = key.rpartition(":")
+    fit, template = row.get(name), row.get(f"template_{name}")
+    if kind == "ratio":
+        value = template / fit if fit and template is not None else None
+    elif kind == "delta":
+        value = fit - template if fit is not None and template is not None else None
+    else:
+        value = fit
+    return "-" if value is None else form.format(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """``suite.md``: one line per case (a failed case shows its error), difficulty floors marked
+    ``!`` where a case falls below docs/contracts.md's, and seconds per stage."""
+    titles = ["case", "status", *(t for t, _, _ in TABLE), *(t for t, _, _, _ in DIFFICULTY), "minutes", "device"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    for row in rows:
+        if row["status"] != "ok":
+            lines.append(f"| {row['name']} | failed: {row.get('error', '')} |" + " |" * (len(titles) - 2))
+            continue
+        difficulty = row.get("difficulty", {})
+        floors = [("-" if difficulty.get(key) is None else form.format(difficulty[key] * scale)
+                   + ("!" if difficulty[key] < FLOORS[key] else "")) for _, key, scale, form in DIFFICULTY]
+        minutes = sum(row.get("seconds", {}).values()) / 60
+        lines.append("| " + " | ".join([row["name"], "ok", *(cell(row, k, f) for _, k, f in TABLE), *floors,
+                                         f"{minutes:.1f}", str(row.get("device", ""))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_suite_table(out: str, rows: list[dict]) -> None:
+    legend = ("Chamfer x1e3 m^2 (whole garment); '1/x': the fit's Chamfer is x times smaller than the un-fitted "
+              "template's (whole, seen and never-seen parts); NC: normal consistency; difficulty floors of "
+              "docs/contracts.md section 7, '!' where the case is below one; minutes: generation + fit + outputs.\n\n")
+    write_text(os.path.join(out, "suite.md"), legend + markdown_table(rows))
+
+
+def case_pictures(row: dict, n_frames: int = 3, resolution: tuple[int, int] = (256, 256)) -> list[np.ndarray]:
+    """A case's images for the contact sheet: ``n_frames`` renders (target | fit) spread over the
+    sequence, and the middle frame's fit and truth from the front and from behind, coloured by
+    error (:func:`ngdjax.mesh_views.side_by_side_views`)."""
+    from ngdjax.mesh_views import side_by_side_views
+    from ngdjax.render.backend import get_renderer
+
+    renders = os.path.join(row["run_dir"], RENDERS)
+    names = sorted(name for name in os.listdir(renders) if name.endswith(".png")) if os.path.isdir(renders) else []
+    pictures = [read_image(os.path.join(renders, names[i])) for i in np.linspace(0, len(names) - 1, n_frames).astype(int)
+                ] if names else []
+    meshes = sorted(os.listdir(os.path.join(row["run_dir"], MESHES)))
+    middle = int(meshes[len(meshes) // 2].removeprefix("frame_").removesuffix(".obj"))
+    truth_path = os.path.join(row["sequence"], "gt_meshes", frame_name(middle, ".obj"))
+    if os.path.isfile(truth_path):
+        with np.load(os.path.join(row["sequence"], "camera.npz")) as camera:
+            mv = np.asarray(camera["mv"], np.float64).reshape(-1, 4, 4)[0]
+        fit_v, fit_f = read_mesh(mesh_path(row["run_dir"], middle))
+        truth_v, truth_f = read_mesh(truth_path)
+        pictures.append(side_by_side_views(get_renderer("jax"), fit_v, fit_f, truth_v, truth_f, up=mv[1, :3],
+                                           forward=mv[2, :3], resolution=resolution))
+    return pictures
+
+
+def write_contact_sheet(out: str, rows: list[dict]) -> None:
+    """``suite.png``: one row of :func:`case_pictures` per finished case."""
+    from ngdjax.mesh_views import contact_sheet
+
+    sheet = [(row["name"], case_pictures(row)) for row in rows if row["status"] == "ok"]
+    if sheet:
+        contact_sheet(sheet, os.path.join(out, "suite.png"))
