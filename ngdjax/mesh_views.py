@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ngdjax.camera import look_at, perspective, to_clip
+from ngdjax.io import write_atomic
 from ngdjax.mesh import vertex_normals
 from ngdjax.render.backend import Renderer, jit_where_possible
 from ngdjax.render.topology import antialias_topology
@@ -276,15 +276,5 @@ def contact_sheet(rows: list[tuple[str, list[np.ndarray]]], path, row_height: in
             x += gap
             sheet.paste(image, (x, y))
             x += image.width
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            sheet.save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomic(os.fspath(path), lambda temporary: sheet.save(temporary, format="PNG"))
     return height, width
