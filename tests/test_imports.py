@@ -35,7 +35,7 @@ FLOORS = [
                     "ngdjax.losses", "ngdjax.pose_code", "ngdjax.gradcheck"]),
     # Rendering, bodies, garment templates, sequences and their evaluation.
     ("models and data", ["ngdjax.render.*", "ngdjax.body.*", "ngdjax.garment", "ngdjax.data.*", "ngdjax.evaluation",
-                         "ngdjax.visibility"]),
+                         "ngdjax.visibility", "ngdjax.derived_template", "ngdjax.mesh_views"]),
     # The two stages' maths and configuration (no loops, no files written).
     ("stage maths", ["ngdjax.fit_config", "ngdjax.geometry", "ngdjax.appearance", "ngdjax.loop"]),
     # What a fit writes, and where: the run directory's layout, outputs and checkpoints.
@@ -46,6 +46,8 @@ FLOORS = [
     (DEFAULT_FLOOR, []),
     # The run assembly: a whole fit from a config, and the run directory's ownership.
     ("run", ["ngdjax.pipeline", "ngdjax.run_dir"]),
+    # Suites: many runs generated, fitted and scored, and their report.
+    ("suites", ["ngdjax.suite", "ngdjax.suite_report"]),
     # The package itself (ngdjax/__init__.py): the public names, re-exported from every floor.
     # No ngdjax module imports from it ("from ngdjax import InputError" inside the library).
     ("public API", ["ngdjax"]),
