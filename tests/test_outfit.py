@@ -80,7 +80,7 @@ def test_bound_pieces_lie_on_the_anny_body(name):
         centroids = vertices[faces].mean(axis=1)
         _, nearest = cKDTree(body).query(centroids)
         agree = np.einsum("fd,fd->f", face_normals(vertices, faces), normals[nearest]) > 0
-        assert agree.mean() > 0.8, piece
+        assert agree.mean() > (0.95 if piece in ("top", "bottom") else 0.75), piece  # measured >= 0.97, 0.81
         heights[piece] = vertices[:, 2].mean()
     assert heights["top"] > heights["bottom"] + 0.2
 
@@ -99,6 +99,8 @@ def test_bound_garment_follows_the_posed_body():
     rest_distance, _ = cKDTree(body).query(vertices)
     posed_distance, _ = cKDTree(posed_body).query(posed)
     unposed_distance, _ = cKDTree(posed_body).query(vertices)
+    # measured: vertices move up to 0.49 m; median distance to the body 10.8 mm at rest, 10.2 mm
+    # posed, 90 mm for the unposed garment against the posed body; median per-vertex change 0.18 mm
     assert np.linalg.norm(posed - vertices, axis=1).max() > 0.1  # the pose moves it
     assert np.median(np.abs(posed_distance - rest_distance)) < 0.003
     assert np.median(unposed_distance) > 3 * np.median(posed_distance)
