@@ -66,15 +66,17 @@ def load_template(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 # --- Templates generated from a body in its rest pose -----------------------------------------------
 
-GARMENT_KINDS = ("tshirt", "skirt")
+GARMENT_KINDS = ("tshirt", "skirt", "shorts", "trousers", "leggings")
 
 # Named joints of each body model: Anny bone names, SMPL joint indices (the standard 24-joint order).
 _JOINTS = {
     "anny": {"left_hip": "upperleg01.L", "right_hip": "upperleg01.R", "left_knee": "lowerleg01.L",
              "right_knee": "lowerleg01.R", "left_shoulder": "upperarm01.L", "right_shoulder": "upperarm01.R",
-             "left_elbow": "lowerarm01.L", "right_elbow": "lowerarm01.R", "neck": "neck01"},
+             "left_elbow": "lowerarm01.L", "right_elbow": "lowerarm01.R", "neck": "neck01",
+             "left_ankle": "foot.L", "right_ankle": "foot.R"},
     "smpl": {"left_hip": 1, "right_hip": 2, "left_knee": 4, "right_knee": 5, "left_shoulder": 16,
-             "right_shoulder": 17, "left_elbow": 18, "right_elbow": 19, "neck": 12},
+             "right_shoulder": 17, "left_elbow": 18, "right_elbow": 19, "neck": 12, "left_ankle": 7,
+             "right_ankle": 8},
 }
 
 
@@ -138,6 +140,12 @@ def make_template(kind: str, body, shape: np.ndarray, target_edge_length: float,
       loops): the body's offset surface at ``offset`` (marching cubes of its distance field),
       cut along smooth curves (a plane at the waist, a tilted plane round the neck, planes across
       the upper arms), decimated to the target edge length and relaxed (see :func:`_tshirt`).
+    - ``shorts``, ``trousers``, ``leggings``: two-legged garments made the t-shirt's way (see
+      :func:`_legwear`): the body's offset surface from a waist plane (the skirt's top) down to a
+      plane across each leg: shorts at mid-thigh, trousers just above the ankle, leggings at
+      mid-calf. Three boundary loops (waist, two leg openings). Their clearance is ``offset``
+      times :data:`LEGWEAR_FIT`: shorts 1 (1.5 cm at the default), trousers 5/3 (loose, 2.5 cm),
+      leggings 0.4 (tight, 0.6 cm).
 
     Sizes come from the body's joints and surface, so any body model works. Faces are oriented
     with normals pointing away from the body.
@@ -147,7 +155,7 @@ def make_template(kind: str, body, shape: np.ndarray, target_edge_length: float,
         body: a :class:`ngdjax.body.model.Body`; shape: its shape parameters (empty for Anny).
         target_edge_length: desired mean edge length in metres (e.g. 0.015 gives about 3k
             vertices for a skirt).
-        offset: clearance from the skin in metres.
+        offset: clearance from the skin in metres (scaled per kind for legwear, see above).
 
     Returns:
         vertices (V, 3) float64 and faces (F, 3) int64.
@@ -160,8 +168,11 @@ def make_template(kind: str, body, shape: np.ndarray, target_edge_length: float,
     if not target_edge_length > 0 or not offset > 0:
         raise InputError(f"target_edge_length ({target_edge_length}) and offset ({offset}) must be positive")
     frame = body_frame(body, shape)
-    build = _skirt if kind == "skirt" else _tshirt
-    vertices, faces = build(frame, body, float(target_edge_length), float(offset))
+    build = {"skirt": _skirt, "tshirt": _tshirt}.get(kind)
+    if build is None:
+        vertices, faces = _legwear(kind, frame, body, float(target_edge_length), float(offset))
+    else:
+        vertices, faces = build(frame, body, float(target_edge_length), float(offset))
     vertices = frame.to_world(vertices)
     validate_mesh(vertices, faces, name=f"generated {kind}")
     return vertices, faces
@@ -235,29 +246,104 @@ def _tshirt(frame: BodyFrame, body, edge: float, offset: float) -> tuple[np.ndar
     cuffs = {side: (joints[f"{side}_shoulder"] + TSHIRT_SLEEVE * (joints[f"{side}_elbow"] - joints[f"{side}_shoulder"]),
                     _unit(joints[f"{side}_elbow"] - joints[f"{side}_shoulder"])) for side in ("left", "right")}
     body_faces = np.asarray(body.triangles, np.int64)
-    spacing = edge / 2
     low = np.array([frame.vertices[:, 0].min(), cuffs["right"][0][1], hem]) - 0.08
     high = np.array([frame.vertices[:, 0].max(), cuffs["left"][0][1], joints["neck"][2]]) + 0.08
-    vertices, faces = _offset_surface(frame.vertices, body_faces, offset, low, high, spacing)
-    nearest_arm = frame.arm_weight[scipy.spatial.cKDTree(frame.vertices).query(vertices)[1]] > 0.5
-    cut = hem - vertices[:, 2]
-    for centre, direction in cuffs.values():
-        on_arm = nearest_arm & (np.sign(vertices[:, 1]) == np.sign(centre[1]))
-        cut = np.maximum(cut, np.where(on_arm, (vertices - centre) @ direction, -np.inf))
-    neck = joints["neck"]
-    neckline = vertices[:, 2] - (neck[2] - TSHIRT_NECK_DROP) + TSHIRT_NECK_SLOPE * (vertices[:, 0] - neck[0])
-    reach = TSHIRT_NECK_REACH - np.linalg.norm(vertices[:, :2] - neck[:2], axis=1)
-    cut = np.maximum(cut, np.minimum(neckline, reach))
-    vertices, faces = _largest_piece(*_cut_along_isoline(vertices, faces, cut))
-    target_faces = int(np.sum(face_areas(vertices, faces)) / (np.sqrt(3) / 4 * edge**2))
-    vertices, faces, _, _ = igl.decimate(np.asfortranarray(vertices), np.asfortranarray(faces, dtype=np.int32), target_faces)
-    vertices, faces = np.ascontiguousarray(vertices), np.ascontiguousarray(faces, dtype=np.int64)
+
+    def cut(vertices):
+        nearest_arm = frame.arm_weight[scipy.spatial.cKDTree(frame.vertices).query(vertices)[1]] > 0.5
+        field = hem - vertices[:, 2]
+        for centre, direction in cuffs.values():
+            on_arm = nearest_arm & (np.sign(vertices[:, 1]) == np.sign(centre[1]))
+            field = np.maximum(field, np.where(on_arm, (vertices - centre) @ direction, -np.inf))
+        neck = joints["neck"]
+        neckline = vertices[:, 2] - (neck[2] - TSHIRT_NECK_DROP) + TSHIRT_NECK_SLOPE * (vertices[:, 0] - neck[0])
+        reach = TSHIRT_NECK_REACH - np.linalg.norm(vertices[:, :2] - neck[:2], axis=1)
+        return np.maximum(field, np.minimum(neckline, reach))
+
+    return _cut_offset_surface(frame, body_faces, edge, offset, (low, high), cut)
+
+
+# Legwear: kind -> (hem joints, fraction of the way from the first joint to the second, clearance
+# as a multiple of make_template's offset).
+LEGWEAR_FIT = {
+    "shorts": (("hip", "knee"), 0.5, 1.0),  # mid-thigh, medium fit
+    "trousers": (("knee", "ankle"), 0.9, 5.0 / 3.0),  # just above the ankle, loose
+    "leggings": (("knee", "ankle"), 0.55, 0.4),  # mid-calf, tight
+}
+
+
+def _legwear(kind: str, frame: BodyFrame, body, edge: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shorts, trousers or leggings in body coordinates (see :func:`make_template`): the body's
+    offset surface (as :func:`_tshirt`) at ``offset * LEGWEAR_FIT[kind][2]``, cut above the
+    skirt's waist plane and, on each side (by the sign of y), beyond a plane across the leg
+    through the hem point, normal to the leg bone there."""
+    (upper, lower), fraction, fit = LEGWEAR_FIT[kind]
+    joints = frame.joints
+    hip = 0.5 * (joints["left_hip"][2] + joints["right_hip"][2])
+    shoulder = 0.5 * (joints["left_shoulder"][2] + joints["right_shoulder"][2])
+    top = hip + SKIRT_TOP * (shoulder - hip)
+    hems = {side: (joints[f"{side}_{upper}"] + fraction * (joints[f"{side}_{lower}"] - joints[f"{side}_{upper}"]),
+                   _unit(joints[f"{side}_{lower}"] - joints[f"{side}_{upper}"])) for side in ("left", "right")}
+    bottom = min(centre[2] for centre, _ in hems.values()) - 0.05
+    trunk = frame.vertices[(frame.arm_weight < 0.5) & (frame.vertices[:, 2] >= bottom) & (frame.vertices[:, 2] <= top)]
+    low = np.array([*trunk[:, :2].min(axis=0), bottom]) - 0.08
+    high = np.array([*trunk[:, :2].max(axis=0), top]) + 0.08
+
+    def cut(vertices):
+        field = vertices[:, 2] - top
+        for centre, direction in hems.values():
+            same_side = np.sign(vertices[:, 1]) == np.sign(centre[1])
+            field = np.maximum(field, np.where(same_side, (vertices - centre) @ direction, -np.inf))
+        return field
+
+    body_faces = np.asarray(body.triangles, np.int64)
+    vertices, faces = _cut_offset_surface(frame, body_faces, edge, offset * fit, (low, high), cut)
+    return _in_front_of_vertices(vertices, frame.vertices, body_faces, LEGWEAR_FRONT * offset * fit), faces
+
+
+LEGWEAR_FRONT = 0.75  # legwear vertices lie at least this fraction of their clearance in front of the skin's vertices
+
+
+def _in_front_of_vertices(vertices, body_vertices, body_faces, margin: float, rounds: int = 2) -> np.ndarray:
+    """(V, 3) vertices moved along the normal of their nearest body vertex until they lie at least
+    ``margin`` in front of its tangent plane (tight garments over coarse body triangles: a point
+    ``offset`` from the surface can be closer than that to a nearby vertex's tangent plane)."""
+    tree, normals = scipy.spatial.cKDTree(body_vertices), vertex_normals(body_vertices, body_faces)
+    for _ in range(rounds):
+        nearest = tree.query(vertices)[1]
+        in_front = np.einsum("vi,vi->v", vertices - body_vertices[nearest], normals[nearest])
+        vertices = vertices + np.maximum(margin - in_front, 0.0)[:, None] * normals[nearest]
+    return vertices
+
+
+def _cut_offset_surface(frame: BodyFrame, body_faces: np.ndarray, edge: float, offset: float, box, cut):
+    """The body's offset surface at ``offset`` inside ``box`` = (low (3,), high (3,)), cut where
+    ``cut(vertices (V, 3)) -> (V,)`` is positive, largest piece kept, decimated to the target edge
+    length, relaxed, pushed out to at least ``offset`` and oriented away from the body.
+    Returns vertices (V, 3) and faces (F, 3) in body coordinates."""
+    vertices, faces = _offset_surface(frame.vertices, body_faces, offset, *box, edge / 2)
+    vertices, faces = _largest_piece(*_cut_along_isoline(vertices, faces, cut(vertices)))
+    vertices, faces = _decimate(vertices, faces, edge)
     vertices = _relax(vertices, faces, iterations=3)
     vertices = _push_out_of(vertices, frame.vertices, body_faces, offset)
-    from_axis = vertices - np.array([0.0, 0.0, vertices[:, 2].mean()])  # outwards from the body's vertical axis
-    if np.mean(np.einsum("vi,vi->v", vertex_normals(vertices, faces), from_axis)) < 0:
-        faces = faces[:, ::-1]
-    return vertices, np.ascontiguousarray(faces)
+    return vertices, _faces_away_from(vertices, faces, frame.vertices, body_faces)
+
+
+def _decimate(vertices: np.ndarray, faces: np.ndarray, edge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edge-collapse decimation (igl) to about the face count of equilateral triangles of side
+    ``edge`` covering the same area; a mesh already that coarse is returned unchanged."""
+    target_faces = int(np.sum(face_areas(vertices, faces)) / (np.sqrt(3) / 4 * edge**2))
+    if target_faces >= len(faces):
+        return vertices, faces
+    vertices, faces, _, _ = igl.decimate(np.asfortranarray(vertices), np.asfortranarray(faces, dtype=np.int32), target_faces)
+    return np.ascontiguousarray(vertices), np.ascontiguousarray(faces, dtype=np.int64)
+
+
+def _faces_away_from(vertices: np.ndarray, faces: np.ndarray, body_vertices: np.ndarray, body_faces: np.ndarray) -> np.ndarray:
+    """``faces`` (F, 3), flipped if most vertex normals point towards the body's surface."""
+    _, _, closest, _ = igl.signed_distance(vertices, body_vertices, body_faces)
+    away = np.einsum("vi,vi->v", vertex_normals(vertices, faces), vertices - closest)
+    return np.ascontiguousarray(faces[:, ::-1] if np.mean(away) < 0 else faces)
 
 
 def _offset_surface(body_vertices, body_faces, offset, low, high, spacing) -> tuple[np.ndarray, np.ndarray]:
