@@ -10,7 +10,7 @@ import trimesh
 from ngdjax.body.model import Body, load_body, rest_vertices_host, skinning_weights_host
 from ngdjax.body.skinning import rbf_skinning_weights
 from ngdjax.errors import InputError
-from ngdjax.garment import GARMENT_KINDS, make_template
+from ngdjax.garment import GARMENT_KINDS, LEGWEAR_FIT, make_template
 from ngdjax.mesh import (
     boundary_loops,
     edges,
@@ -19,7 +19,7 @@ from ngdjax.mesh import (
     vertex_normals,
 )
 
-EXPECTED_LOOPS = {"skirt": 2, "tshirt": 4}
+EXPECTED_LOOPS = {"skirt": 2, "tshirt": 4, "shorts": 3, "trousers": 3, "leggings": 3}
 EDGE = 0.03
 OFFSET = 0.015
 
@@ -52,7 +52,8 @@ def test_template_lies_outside_the_skin_with_normals_pointing_away(template, ann
     body_vertices = rest_vertices_host(anny, np.zeros(0))
     body_faces = np.asarray(anny.triangles, np.int64)
     distance, _, closest, _ = igl.signed_distance(vertices, body_vertices, body_faces)
-    assert distance.min() > 0.5 * OFFSET, f"{kind}: a vertex is {distance.min():.4f} m from the skin"
+    clearance = OFFSET * LEGWEAR_FIT[kind][2] if kind in LEGWEAR_FIT else OFFSET  # leggings are tight by design
+    assert distance.min() > 0.5 * clearance, f"{kind}: a vertex is {distance.min():.4f} m from the skin"
     away = np.einsum("vi,vi->v", vertex_normals(vertices, faces), vertices - closest)
     assert np.mean(away > 0) > 0.97
 
@@ -60,7 +61,7 @@ def test_template_lies_outside_the_skin_with_normals_pointing_away(template, ann
 def test_template_skinning_weights_sum_to_one(template, anny):
     _, vertices, _ = template
     weights = rbf_skinning_weights(vertices, rest_vertices_host(anny, np.zeros(0)), skinning_weights_host(anny))
-    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)  # Anny's own weights sum to 1 within 1e-7
     assert weights.min() >= 0.0
 
 

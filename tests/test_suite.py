@@ -1,0 +1,127 @@
+"""``experiments.suite`` end to end on a two-case suite of tiny sequences (a generated skirt, an
+artist's t-shirt on captured motion): every case generated, fitted and scored into suite.json,
+suite.md and suite.png; a re-run does no work; a failing case is a row; bad suites exit 2 before
+anything is written."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import suite as suite_cli
+from ngdjax import suite
+from ngdjax.metrics import SPLIT_METRICS
+from ngdjax.suite_report import markdown_table
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIT = """name: tiny
+data: {sequence: unused}
+field: {network: {log2_table_size: 10, n_levels: 8}}
+optim: {epochs: 2, warmup_epochs: 1, checkpoint_every: 2, static: {decay_steps: 100}, net: {decay_steps: 100}}
+remesh: {enabled: false}
+texture: {enabled: false}
+render: jax
+"""
+SUITE = f"""fit: fit.yaml
+synth: {ROOT}/configs/synth/demo.yaml
+synth_set: {{n_frames: 3, resolution: [64, 64], target_edge_length: 0.03}}
+cases:
+  - name: skirt
+  - name: artist_top
+    synth_set:
+      garment: tshirt
+      outfit: {{folder: {ROOT}/ngdjax/data/garments/female_casualsuit01, piece: top}}
+      motion: {{bvh: {ROOT}/ngdjax/data/mocap/131_01.bvh, bvh_start_s: 4.4}}
+"""
+
+
+def _write_suite(directory, text=SUITE):
+    (directory / "fit.yaml").write_text(FIT)
+    (directory / "suite.yaml").write_text(text)
+    return str(directory / "suite.yaml")
+
+
+@pytest.fixture(scope="module")
+def finished_suite(tmp_path_factory):
+    """(suite file, output directory) of the two-case suite, run once."""
+    directory = tmp_path_factory.mktemp("suite")
+    path = _write_suite(directory)
+    out = directory / "out"
+    assert suite_cli.main([path, "--out", str(out)]) == 0
+    return path, out
+
+
+def test_suite_writes_a_row_per_case_a_table_and_a_contact_sheet(finished_suite):
+    _, out = finished_suite
+    rows = json.loads((out / "suite.json").read_text())
+    assert [row["name"] for row in rows] == ["skirt", "artist_top"]
+    for row in rows:
+        assert row["status"] == "ok"
+        for name in ("chamfer_x1e3", "normal_consistency", "fscore_1cm", "mask_iou", *SPLIT_METRICS):
+            assert np.isfinite(row[name]) and np.isfinite(row[f"template_{name}"]), (row["name"], name)
+        assert row["difficulty"]["static_rms_m"] > 0 and row["difficulty"]["fold_amplitude_m"] > 0
+        assert set(row["seconds"]) >= {"generate", "geometry", "outputs"} and row["device"]
+        assert row["synth"]["n_frames"] == 3 and row["fit"]["optim"]["epochs"] == 2
+    assert rows[1]["synth"]["outfit"]["piece"] == "top"  # the artist garment is the truth
+    table = (out / "suite.md").read_text()
+    assert "| skirt | ok |" in table and "| artist_top | ok |" in table
+    with Image.open(out / "suite.png") as sheet:
+        assert sheet.height >= 2 * 64 and sheet.width > sheet.height
+    assert sorted(os.listdir(out)) == ["runs", "sequences", "suite.json", "suite.md", "suite.png", suite.MANIFEST]
+
+
+def test_a_rerun_does_no_work(finished_suite, monkeypatch):
+    path, out = finished_suite
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".obj", ".png", ".npz")
+              and "suite.png" not in p.name}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished case was generated or fitted again")
+
+    monkeypatch.setattr(suite.synthetic, "generate", refuse)
+    monkeypatch.setattr("ngdjax.pipeline.run_fit", refuse)
+    assert suite_cli.main([path, "--out", str(out)]) == 0
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+    assert [row["status"] for row in json.loads((out / "suite.json").read_text())] == ["ok", "ok"]
+
+
+def test_a_failing_case_is_a_row_with_its_error(finished_suite, monkeypatch):
+    path, out = finished_suite
+    (case,) = suite.load_suite(path, str(out), ["skirt"], ("synth.seed=9",))  # a new sequence: generated again
+
+    def broken(config, progress=None):
+        raise RuntimeError("the generator broke\nsecond line")
+
+    monkeypatch.setattr(suite.synthetic, "generate", broken)
+    row = suite.run_case(case, progress=False)
+    assert row["status"] == "failed" and row["error"] == "RuntimeError: the generator broke"
+    assert "| skirt | failed: RuntimeError: the generator broke |" in markdown_table([row])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: text.replace("name: artist_top", "name: skirt"), "the name 'skirt' is used twice"),
+    (lambda text: text + "extra: 1\n", "unknown key 'extra'"),
+    (lambda text: text.replace("female_casualsuit01, piece: top", "female_casualsuit01, piece: hat"), "hat"),
+    (lambda text: text.replace("female_casualsuit01,", "nowhere,"), "nowhere"),
+    (lambda text: text.replace("garment: tshirt", "garment: cape"), "cape"),
+])
+def test_bad_suites_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, edit, message):
+    path = _write_suite(tmp_path, edit(SUITE))
+    out = tmp_path / "out"
+    assert suite_cli.main([path, "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0] and "Traceback" not in error[0], error
+    assert not out.exists()
+
+
+def test_unknown_case_and_foreign_output_exit_2(tmp_path, capsys):
+    path = _write_suite(tmp_path)
+    assert suite_cli.main([path, "--out", str(tmp_path / "out"), "--cases", "skirt,hat"]) == 2
+    assert "no case named hat" in capsys.readouterr().err
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    assert suite_cli.main([path, "--out", str(foreign)]) == 2
+    assert "holds no suite" in capsys.readouterr().err and os.listdir(foreign) == ["notes.txt"]
