@@ -1,5 +1,6 @@
-"""``experiments.suite`` end to end on a two-case suite of tiny sequences (a generated skirt, an
-artist's t-shirt on captured motion): every case generated, fitted and scored into suite.json,
+"""``experiments.suite`` end to end on a two-case suite of tiny sequences (an artist's t-shirt on
+captured motion, and the same t-shirt turning on the parametric motion: one template, so the fit
+compiles once): every case generated, fitted and scored into suite.json,
 suite.md and suite.png; a re-run does no work; a failing case is a row; bad suites exit 2 before
 anything is written."""
 
@@ -26,13 +27,16 @@ render: jax
 """
 SUITE = f"""fit: fit.yaml
 synth: {ROOT}/configs/synth/demo.yaml
-synth_set: {{n_frames: 3, resolution: [64, 64], target_edge_length: 0.03}}
+synth_set:
+  n_frames: 3
+  resolution: [64, 64]
+  target_edge_length: 0.03
+  garment: tshirt
+  outfit: {{folder: {ROOT}/ngdjax/data/garments/female_casualsuit01, piece: top}}
 cases:
-  - name: skirt
-  - name: artist_top
+  - name: turning
+  - name: walking
     synth_set:
-      garment: tshirt
-      outfit: {{folder: {ROOT}/ngdjax/data/garments/female_casualsuit01, piece: top}}
       motion: {{bvh: {ROOT}/ngdjax/data/mocap/131_01.bvh, bvh_start_s: 4.4}}
 """
 
@@ -56,7 +60,7 @@ def finished_suite(tmp_path_factory):
 def test_suite_writes_a_row_per_case_a_table_and_a_contact_sheet(finished_suite):
     _, out = finished_suite
     rows = json.loads((out / "suite.json").read_text())
-    assert [row["name"] for row in rows] == ["skirt", "artist_top"]
+    assert [row["name"] for row in rows] == ["turning", "walking"]
     for row in rows:
         assert row["status"] == "ok"
         for name in ("chamfer_x1e3", "normal_consistency", "fscore_1cm", "mask_iou", *SPLIT_METRICS):
@@ -64,9 +68,10 @@ def test_suite_writes_a_row_per_case_a_table_and_a_contact_sheet(finished_suite)
         assert row["difficulty"]["static_rms_m"] > 0 and row["difficulty"]["fold_amplitude_m"] > 0
         assert set(row["seconds"]) >= {"generate", "geometry", "outputs"} and row["device"]
         assert row["synth"]["n_frames"] == 3 and row["fit"]["optim"]["epochs"] == 2
-    assert rows[1]["synth"]["outfit"]["piece"] == "top"  # the artist garment is the truth
+    assert rows[1]["synth"]["outfit"]["piece"] == "top" and rows[1]["synth"]["motion"]["bvh"].endswith("131_01.bvh")
+    assert rows[0]["difficulty"] != rows[1]["difficulty"]  # two sequences
     table = (out / "suite.md").read_text()
-    assert "| skirt | ok |" in table and "| artist_top | ok |" in table
+    assert "| turning | ok |" in table and "| walking | ok |" in table
     with Image.open(out / "suite.png") as sheet:
         assert sheet.height >= 2 * 64 and sheet.width > sheet.height
     assert sorted(os.listdir(out)) == ["runs", "sequences", "suite.json", "suite.md", "suite.png", suite.MANIFEST]
@@ -89,7 +94,7 @@ def test_a_rerun_does_no_work(finished_suite, monkeypatch):
 
 def test_a_failing_case_is_a_row_with_its_error(finished_suite, monkeypatch):
     path, out = finished_suite
-    (case,) = suite.load_suite(path, str(out), ["skirt"], ("synth.seed=9",))  # a new sequence: generated again
+    (case,) = suite.load_suite(path, str(out), ["turning"], ("synth.seed=9",))  # a new sequence: generated again
 
     def broken(config, progress=None):
         raise RuntimeError("the generator broke\nsecond line")
@@ -97,15 +102,20 @@ def test_a_failing_case_is_a_row_with_its_error(finished_suite, monkeypatch):
     monkeypatch.setattr(suite.synthetic, "generate", broken)
     row = suite.run_case(case, progress=False)
     assert row["status"] == "failed" and row["error"] == "RuntimeError: the generator broke"
-    assert "| skirt | failed: RuntimeError: the generator broke |" in markdown_table([row])
+    assert "| turning | failed: RuntimeError: the generator broke |" in markdown_table([row])
+
+
+def _in_walking(line):
+    """An edit adding ``line`` to the walking case's synth_set."""
+    return lambda text: text.replace("bvh_start_s: 4.4}", "bvh_start_s: 4.4}\n      " + line)
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda text: text.replace("name: artist_top", "name: skirt"), "the name 'skirt' is used twice"),
+    (lambda text: text.replace("name: walking", "name: turning"), "the name 'turning' is used twice"),
     (lambda text: text + "extra: 1\n", "unknown key 'extra'"),
-    (lambda text: text.replace("female_casualsuit01, piece: top", "female_casualsuit01, piece: hat"), "hat"),
-    (lambda text: text.replace("female_casualsuit01,", "nowhere,"), "nowhere"),
-    (lambda text: text.replace("garment: tshirt", "garment: cape"), "cape"),
+    (_in_walking("outfit: {piece: hat}"), "hat"),
+    (_in_walking("outfit: {folder: nowhere}"), "nowhere"),
+    (_in_walking("garment: cape"), "cape"),
 ])
 def test_bad_suites_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, edit, message):
     path = _write_suite(tmp_path, edit(SUITE))
@@ -118,7 +128,7 @@ def test_bad_suites_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, edi
 
 def test_unknown_case_and_foreign_output_exit_2(tmp_path, capsys):
     path = _write_suite(tmp_path)
-    assert suite_cli.main([path, "--out", str(tmp_path / "out"), "--cases", "skirt,hat"]) == 2
+    assert suite_cli.main([path, "--out", str(tmp_path / "out"), "--cases", "turning,hat"]) == 2
     assert "no case named hat" in capsys.readouterr().err
     foreign = tmp_path / "mine"
     foreign.mkdir()
