@@ -240,6 +240,43 @@ def side_by_side_views(renderer: Renderer, fit_v: np.ndarray, fit_f: np.ndarray,
     return _hstack(panels, separator)
 
 
+def turntable(renderer: Renderer, fit_v: np.ndarray, fit_f: np.ndarray, up, forward, truth_v: np.ndarray | None = None,
+              truth_f: np.ndarray | None = None, n_views: int = 8, resolution: tuple[int, int] = (192, 192),
+              max_m: float = 0.04, fov_deg: float = 30.0, separator: int = 2) -> np.ndarray:
+    """The fit seen from ``n_views`` azimuths all round (0 = from ``forward``, the training
+    camera's side), and below it the truth from the same cameras, each coloured by its distance to
+    the other, with a colour bar; without a truth, the fit alone in a neutral colour.
+
+    Args:
+        fit_v (V, 3), fit_f (F, 3): the fit. truth_v (N, 3), truth_f (G, 3): the truth, or None.
+        up, forward: (3,) world directions. resolution: (H, W) of each view.
+
+    Returns:
+        (H or 2 H + separator, W_total, 3) uint8.
+    """
+    fit_v = np.asarray(fit_v, np.float64)
+    meshes = [("fit", fit_v, fit_f, np.full((len(fit_v), 3), 0.75))]
+    if truth_v is not None:
+        truth_v = np.asarray(truth_v, np.float64)
+        fit_error, truth_error = surface_error(fit_v, truth_v, truth_f), surface_error(truth_v, fit_v, fit_f)
+        meshes = [("fit", fit_v, fit_f, error_colours(fit_error, max_m)),
+                  ("truth", truth_v, truth_f, error_colours(truth_error, max_m))]
+    framed = np.concatenate([v for _, v, _, _ in meshes])
+    cameras = [orbit_camera(framed, azimuth, up, forward, resolution, fov_deg)
+               for azimuth in np.arange(n_views) * 360.0 / n_views]
+    rows = []
+    for name, vertices, faces, colours in meshes:
+        views = [_caption(_to_uint8(render_mesh(renderer, vertices, faces, colours, mv, proj, resolution)),
+                         f"{name} {i * 360 / n_views:g}\N{DEGREE SIGN}") for i, (mv, proj) in enumerate(cameras)]
+        rows.append(_hstack(views, separator))
+    picture = rows[0] if len(rows) == 1 else np.concatenate(
+        [rows[0], np.full((separator, rows[0].shape[1], 3), _SEPARATOR, np.uint8), rows[1]], axis=0)
+    if truth_v is None:
+        return picture
+    bar = colour_bar(picture.shape[0], max_m, float(max(fit_error.max(initial=0.0), truth_error.max(initial=0.0))))
+    return _hstack([picture, bar], separator)
+
+
 def contact_sheet(rows: list[tuple[str, list[np.ndarray]]], path, row_height: int = 256, label_width: int = 160,
                   gap: int = 4) -> tuple[int, int]:
     """Write one PNG with a row per case: its name, then its images scaled to ``row_height``.

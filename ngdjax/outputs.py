@@ -1,6 +1,7 @@
 """What a fit writes into its run directory (docs/contracts.md, "Fit outputs"), and every name in
 it: the manifest, the resolved config, the log, the checkpoints, posed meshes per frame, the
-canonical mesh, side-by-side renders and their animation, textured meshes, metrics.json.
+canonical mesh, side-by-side renders and their animation, a turntable of one frame's fit beside
+its truth, textured meshes, metrics.json.
 
 Every file is written under a temporary name and renamed (:mod:`ngdjax.io`).
 """
@@ -22,7 +23,9 @@ from ngdjax.data.loader import Sequence
 from ngdjax.data.sequence import frame_name
 from ngdjax.fit_config import TextureConfig
 from ngdjax.geometry import FitProblem, Frames, deform, frame_at
-from ngdjax.io import write_atomic, write_image, write_mesh, write_text
+from ngdjax.evaluation import ground_truth_paths
+from ngdjax.io import read_mesh, write_atomic, write_image, write_mesh, write_text
+from ngdjax.mesh_views import turntable
 from ngdjax.render.backend import Renderer
 from ngdjax.render.shading import render_geometry
 
@@ -35,6 +38,7 @@ MESHES = "meshes"
 CANONICAL = "canonical.obj"
 RENDERS = "renders"
 ANIMATION = "fit.gif"
+TURNTABLE = "turntable.png"
 MATERIAL = "garment"  # the material name in the textured OBJs
 
 
@@ -102,6 +106,19 @@ def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: 
         frames = [Image.fromarray(p) for p in panels]
         write_atomic(os.path.join(run_dir, RENDERS, ANIMATION), lambda path: frames[0].save(
             path, save_all=True, append_images=frames[1:], duration=100, loop=0))
+
+
+def write_turntable(run_dir: str, sequence: Sequence, posed: np.ndarray, faces: np.ndarray, renderer: Renderer) -> None:
+    """``renders/turntable.png``: the middle frame's fit seen from eight sides (0 degrees: from
+    the training camera), and below it the truth where the sequence has one, each coloured by its
+    distance to the other (:func:`ngdjax.mesh_views.turntable`). From the training camera alone a
+    fit whose never-seen back is wrong looks perfect."""
+    t = len(sequence.frames) // 2
+    truth_path = ground_truth_paths(sequence, [sequence.frames[t]]).get(sequence.frames[t])
+    truth_v, truth_f = read_mesh(truth_path) if truth_path else (None, None)
+    mv = np.asarray(sequence.mv[t], np.float64)
+    picture = turntable(renderer, posed[t], faces, up=mv[1, :3], forward=mv[2, :3], truth_v=truth_v, truth_f=truth_f)
+    write_image(os.path.join(run_dir, RENDERS, TURNTABLE), picture)
 
 
 def write_metrics(run_dir: str, metrics: dict) -> None:

@@ -172,6 +172,7 @@ def fit_and_write(run: PreparedRun, progress: bool = True, on_step: OnStep | Non
     outputs.write_canonical(directory, canonical, result.template_faces)
     if config.output.renders:
         outputs.write_renders(directory, sequence, posed, result.problem, renderer, config.output.video)
+        outputs.write_turntable(directory, sequence, posed, result.template_faces, renderer)
     metrics = geometry_metrics(sequence, run.body, renderer, posed, result)
     seconds["outputs"] = time.perf_counter() - started
     if config.texture.enabled:

@@ -68,6 +68,8 @@ def test_suite_writes_a_row_per_case_a_table_and_a_contact_sheet(finished_suite)
         assert row["difficulty"]["static_rms_m"] > 0 and row["difficulty"]["fold_amplitude_m"] > 0
         assert set(row["seconds"]) >= {"generate", "geometry", "outputs"} and row["device"]
         assert row["synth"]["n_frames"] == 3 and row["fit"]["optim"]["epochs"] == 2
+        with Image.open(os.path.join(row["run_dir"], "renders", "turntable.png")) as turntable:
+            assert turntable.width > 4 * turntable.height  # eight views of the fit above the truth's
     assert rows[1]["synth"]["outfit"]["piece"] == "top" and rows[1]["synth"]["motion"]["bvh"].endswith("131_01.bvh")
     assert rows[0]["difficulty"] != rows[1]["difficulty"]  # two sequences
     table = (out / "suite.md").read_text()
