@@ -11,6 +11,10 @@ Ranges: a config dataclass may define ``problems(self) -> list[tuple[str, str]]`
 (field, what is wrong) pairs; they are checked once the types are right. Renamed keys: a class
 attribute ``RENAMED = {old: new}`` turns an old key's "unknown key" into a pointer to the new one.
 
+Files extending files: a config file whose top-level key ``extends`` names another config file
+(relative to it) is that file with its own keys set over it, key by key (``configs/demo.yaml``
+extends ``configs/default_cpu.yaml``). Errors name the file each key came from.
+
 Paths: a field declared with :func:`path_field` is a file or directory. A relative path written in
 a config file is taken from that file's directory; one given as an override, from the current
 directory (as any command-line path). Both are stored absolute, so a config means the same from
@@ -30,6 +34,7 @@ import yaml
 from ngdjax.errors import InputError
 
 T = TypeVar("T")
+EXTENDS = "extends"  # a config file's key naming the file whose keys it sets over
 
 
 def path_field(default: Any = dataclasses.MISSING) -> Any:
@@ -49,20 +54,13 @@ class Layer(NamedTuple):
 
 def load_config(path: str, cls: type[T], overrides: list[str] | tuple[str, ...] = (), layers: tuple[Layer, ...] = (),
                 ) -> T:
-    """Build ``cls`` (a dataclass) from the YAML file at ``path``, then each of ``layers`` set over
-    it (key by key, in order), then the dotted command-line ``overrides``."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: config file not found")
-    try:
-        with open(path) as file:
-            raw = yaml.safe_load(file) or {}
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({yaml_error_summary(error)})") from error
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: must be a mapping of keys to values")
+    """Build ``cls`` (a dataclass) from the YAML file at ``path`` (over the files it ``extends``),
+    then each of ``layers`` set over it (key by key, in order), then the dotted command-line
+    ``overrides``."""
+    raw: dict = {}
     problems: list[str] = []
     origins: dict[str, tuple[str, str]] = {}  # dotted key -> (source, base directory)
-    for layer in layers:
+    for layer in (*file_layers(path), *layers):
         for key, value in flatten(layer.values).items():
             problems += _set_key(raw, key, value, f"{layer.source}: '{key}'")
             origins[key] = (layer.source, layer.directory)
@@ -84,6 +82,30 @@ def load_config(path: str, cls: type[T], overrides: list[str] | tuple[str, ...] 
         return path, os.path.dirname(os.path.abspath(path))
 
     return from_dict(cls, raw, origin=origin)
+
+
+def file_layers(path: str, extended_by: tuple[str, ...] = ()) -> list[Layer]:
+    """A config file as layers: those of the file named by its ``extends`` key (relative to it;
+    recursively), then its own keys."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: config file not found" + (f" (extended by {extended_by[-1]})" if extended_by else ""))
+    try:
+        with open(path) as file:
+            raw = yaml.safe_load(file) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({yaml_error_summary(error)})") from error
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: must be a mapping of keys to values")
+    directory = os.path.dirname(os.path.abspath(path))
+    parent = raw.pop(EXTENDS, None)
+    if parent is None:
+        return [Layer(raw, path, directory)]
+    if not isinstance(parent, str):
+        raise InputError(f"{path}: '{EXTENDS}' must be the path of a config file, got {parent!r}")
+    parent_path = os.path.normpath(os.path.join(directory, parent))
+    if os.path.abspath(parent_path) in extended_by + (os.path.abspath(path),):
+        raise InputError(f"{path}: '{EXTENDS}: {parent}' makes a cycle")
+    return [*file_layers(parent_path, (*extended_by, os.path.abspath(path))), Layer(raw, path, directory)]
 
 
 def yaml_error_summary(error: yaml.YAMLError) -> str:

@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from ngdjax.config import load_config, to_dict
+from ngdjax.config import load_config, path_field, to_dict
 from ngdjax.errors import InputError
 
 
@@ -21,6 +21,14 @@ class Example:
     mode: Literal["a", "b"] = "a"
     size: tuple[int, int] = (4, 4)
     path: str | None = None
+    optim: Optim = Optim()
+
+
+@dataclasses.dataclass(frozen=True)
+class WithPaths:
+    name: str
+    file: str | None = path_field(None)
+    other: str | None = path_field(None)
     optim: Optim = Optim()
 
 
@@ -79,3 +87,28 @@ def test_range_problems_name_the_override_and_renamed_keys_point_to_the_new_name
     assert "override 'optim.checkpoint_every=0': 'optim.checkpoint_every' must be >= 1, got 0" in lines
     assert any("unknown key 'texture.lr_net' (renamed to 'texture.net.lr')" in line for line in lines)
     assert any("hidden" in line for line in lines) and len(lines) == 4
+
+
+def test_a_file_extends_another_key_by_key_with_paths_from_each_file(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "defaults.yaml").write_text("name: base\nfile: data/x\noptim:\n  lr: 1e-2\n  steps: 5\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: base/defaults.yaml\nname: child\nother: y\noptim:\n  steps: 7\n")
+    config = load_config(str(child), WithPaths, ["optim.lr=3"])
+    assert config == WithPaths(name="child", file=str(base / "data" / "x"), other=str(tmp_path / "y"),
+                               optim=Optim(lr=3.0, steps=7))
+    (base / "defaults.yaml").write_text("name: base\noptim:\n  stepz: 5\n")
+    with pytest.raises(InputError, match=r"defaults.yaml: unknown key 'optim.stepz'"):  # named in its own file
+        load_config(str(child), WithPaths)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("extends: missing.yaml\nname: x\n", "missing.yaml: config file not found (extended by"),
+    ("extends: c.yaml\nname: x\n", "makes a cycle"),
+    ("extends: [a, b]\nname: x\n", "'extends' must be the path of a config file"),
+])
+def test_bad_extends_is_one_line(tmp_path, text, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(")) as error:
+        load_config(_write(tmp_path, text), Example)
+    assert len(error.value.problems) == 1
