@@ -87,15 +87,7 @@ def load_config(path: str, cls: type[T], overrides: list[str] | tuple[str, ...] 
 def file_layers(path: str, extended_by: tuple[str, ...] = ()) -> list[Layer]:
     """A config file as layers: those of the file named by its ``extends`` key (relative to it;
     recursively), then its own keys."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: config file not found" + (f" (extended by {extended_by[-1]})" if extended_by else ""))
-    try:
-        with open(path) as file:
-            raw = yaml.safe_load(file) or {}
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({yaml_error_summary(error)})") from error
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: must be a mapping of keys to values")
+    raw = read_yaml_mapping(path, "config file not found" + (f" (extended by {extended_by[-1]})" if extended_by else ""))
     directory = os.path.dirname(os.path.abspath(path))
     parent = raw.pop(EXTENDS, None)
     if parent is None:
@@ -106,6 +98,21 @@ def file_layers(path: str, extended_by: tuple[str, ...] = ()) -> list[Layer]:
     if os.path.abspath(parent_path) in extended_by + (os.path.abspath(path),):
         raise InputError(f"{path}: '{EXTENDS}: {parent}' makes a cycle")
     return [*file_layers(parent_path, (*extended_by, os.path.abspath(path))), Layer(raw, path, directory)]
+
+
+def read_yaml_mapping(path: str, missing: str = "config file not found") -> dict:
+    """The YAML mapping in the file at ``path``; InputError, one line naming the file, when it is
+    missing (``"{path}: {missing}"``), not YAML, or not a mapping."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: {missing}")
+    try:
+        with open(path) as file:
+            raw = yaml.safe_load(file) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({yaml_error_summary(error)})") from error
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: must be a mapping of keys to values")
+    return raw
 
 
 def yaml_error_summary(error: yaml.YAMLError) -> str:

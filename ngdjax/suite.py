@@ -35,10 +35,8 @@ import re
 import time
 import traceback
 
-import yaml
-
 from ngdjax import outputs, run_dir
-from ngdjax.config import Layer, load_config, to_dict, yaml_error_summary
+from ngdjax.config import Layer, load_config, read_yaml_mapping, to_dict
 from ngdjax.data import synthetic
 from ngdjax.data.loader import clear_sequence_dir
 from ngdjax.errors import InputError
@@ -81,7 +79,7 @@ def load_suite(path: str, out: str, names: list[str] | None = None, overrides: t
     Raises:
         InputError: one line per problem, naming the file, the case and the key.
     """
-    raw = _read_yaml(path)
+    raw = read_yaml_mapping(path, "suite file not found")
     directory = os.path.dirname(os.path.abspath(path))
     problems = [f"{path}: unknown key '{key}' (known: {', '.join(SUITE_KEYS)})" for key in raw if key not in SUITE_KEYS]
     problems += [f"{path}: missing key '{key}'" for key in ("fit", "synth", "cases") if key not in raw]
@@ -109,19 +107,6 @@ def load_suite(path: str, out: str, names: list[str] | None = None, overrides: t
     if problems:
         raise InputError(*problems)
     return loaded
-
-
-def _read_yaml(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: suite file not found")
-    try:
-        with open(path) as file:
-            raw = yaml.safe_load(file) or {}
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({yaml_error_summary(error)})") from error
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: must be a mapping of keys to values")
-    return raw
 
 
 def _case_problems(path: str, cases: list[dict], names: list[str] | None) -> list[str]:
