@@ -5,7 +5,8 @@ config), fits it with the case's fit config (DIR/runs/NAME-DIGEST, as ``experime
 writes it), evaluates it, and writes DIR/suite.json (one row per case: every metric and its
 template value, the seen / never-seen split, the difficulty floors, seconds per stage, device),
 DIR/suite.md (the table) and DIR/suite.png (the contact sheet). A re-run skips finished cases
-and resumes interrupted ones. Overrides: ``key=value`` sets a key of every case's fit config,
+and resumes interrupted ones; with ``--cases``, the report also lists the suite's other cases
+already finished in DIR with the same configs. Overrides: ``key=value`` sets a key of every case's fit config,
 ``synth.key=value`` of every case's synthetic config (e.g. ``synth.n_frames=8``). Format of a
 suite file: docs/suite.md. Exit codes: 0 every case ran; 1 some case failed (its row says why);
 2 bad input (one line per problem on stderr, before any computation).
@@ -30,22 +31,26 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from ngdjax.errors import InputError
-    from ngdjax.suite import load_suite, run_case, take_suite_dir
+    from ngdjax.suite import finished, load_suite, run_case, select_cases, take_suite_dir
     from ngdjax.suite_report import write_contact_sheet, write_suite_json, write_suite_table
 
     names = [name.strip() for name in args.cases.split(",") if name.strip()] if args.cases else None
     try:
-        cases = load_suite(args.suite, args.out, names, tuple(args.overrides))
+        cases = load_suite(args.suite, args.out, tuple(args.overrides))
+        selected = select_cases(cases, names, args.suite) if names else cases
         take_suite_dir(args.out, args.suite)
     except InputError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 2
     log = logging.getLogger("ngdjax")
+    # The report lists the selected cases and every other case already finished with these configs.
+    chosen = {case.name for case in selected}
+    reported = [case for case in cases if case.name in chosen or finished(case.run_dir)]
     rows = []
     started = time.perf_counter()
-    for i, case in enumerate(cases):
-        log.info("case %d/%d: %s", i + 1, len(cases), case.name)
+    for i, case in enumerate(reported):
+        log.info("case %d/%d: %s", i + 1, len(reported), case.name)
         rows.append(run_case(case))
         write_suite_json(args.out, rows)  # a partial table survives an interrupted suite
     write_suite_table(args.out, rows)

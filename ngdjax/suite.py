@@ -68,11 +68,11 @@ class SuiteCase:
         return self.sequence_dir + ".difficulty.json"
 
 
-def load_suite(path: str, out: str, names: list[str] | None = None, overrides: tuple[str, ...] = ()) -> list[SuiteCase]:
+def load_suite(path: str, out: str, overrides: tuple[str, ...] = ()) -> list[SuiteCase]:
     """Read and check a suite file and every case's configs (nothing is computed or written).
 
     Args:
-        path: the suite YAML. out: the suite's output directory. names: the cases to keep (None: all).
+        path: the suite YAML. out: the suite's output directory.
         overrides: ``key=value`` for the fit config of every case, ``synth.key=value`` for the
             synthetic config.
 
@@ -90,7 +90,7 @@ def load_suite(path: str, out: str, names: list[str] | None = None, overrides: t
     if not isinstance(cases, list) or not cases or not all(isinstance(case, dict) for case in cases):
         problems.append(f"{path}: 'cases' must be a non-empty list of mappings")
         cases = []
-    problems += _case_problems(path, cases, names)
+    problems += _case_problems(path, cases)
     if problems:
         raise InputError(*problems)
     fit_path, synth_path = (os.path.normpath(os.path.join(directory, str(raw[key]))) for key in ("fit", "synth"))
@@ -98,8 +98,6 @@ def load_suite(path: str, out: str, names: list[str] | None = None, overrides: t
     fit_overrides = tuple(o for o in overrides if not o.startswith("synth."))
     loaded, problems = [], []
     for case in cases:
-        if names is not None and case["name"] not in names:
-            continue
         try:
             loaded.append(_load_case(path, directory, raw, case, fit_path, synth_path, fit_overrides, synth_overrides, out))
         except InputError as error:
@@ -109,7 +107,17 @@ def load_suite(path: str, out: str, names: list[str] | None = None, overrides: t
     return loaded
 
 
-def _case_problems(path: str, cases: list[dict], names: list[str] | None) -> list[str]:
+def select_cases(cases: list[SuiteCase], names: list[str], path: str) -> list[SuiteCase]:
+    """The cases named in ``names`` (``--cases``), in the suite's order; InputError for a name the
+    suite at ``path`` does not have."""
+    known = [case.name for case in cases]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InputError(f"--cases: no case named {', '.join(unknown)} in {path} (cases: {', '.join(known)})")
+    return [case for case in cases if case.name in names]
+
+
+def _case_problems(path: str, cases: list[dict]) -> list[str]:
     problems, seen = [], set()
     for i, case in enumerate(cases):
         name = case.get("name")
@@ -122,9 +130,6 @@ def _case_problems(path: str, cases: list[dict], names: list[str] | None) -> lis
         problems += [f"{where}: unknown key '{key}' (known: {', '.join(CASE_KEYS)})" for key in case if key not in CASE_KEYS]
         problems += [f"{where}: '{key}' must be a mapping of keys to values" for key in ("fit_set", "synth_set")
                      if not isinstance(case.get(key, {}), dict)]
-    unknown = [name for name in names or [] if name not in seen]
-    if unknown:
-        problems.append(f"--cases: no case named {', '.join(unknown)} in {path} (cases: {', '.join(sorted(map(str, seen)))})")
     return problems
 
 

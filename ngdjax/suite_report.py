@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 
@@ -31,6 +32,7 @@ TABLE = (
 )
 DIFFICULTY = (("static cm", "static_rms_m", 100, "{:.1f}"), ("folds cm", "fold_amplitude_m", 100, "{:.1f}"),
               ("sway cm", "hem_sway_m", 100, "{:.1f}"))
+FRAME_RENDER = re.compile(r"^\d{4,}\.png$")  # renders/XXXX.png, not the turntable or the textured renders
 FLOORS = {"static_rms_m": 0.03, "fold_amplitude_m": 0.01, "hem_sway_m": 0.05}  # docs/contracts.md section 7
 
 
@@ -85,7 +87,7 @@ def case_pictures(row: dict, n_frames: int = 3, resolution: tuple[int, int] = (2
     from ngdjax.render.backend import get_renderer
 
     renders = os.path.join(row["run_dir"], RENDERS)
-    names = sorted(name for name in os.listdir(renders) if name.endswith(".png")) if os.path.isdir(renders) else []
+    names = sorted(name for name in os.listdir(renders) if FRAME_RENDER.match(name)) if os.path.isdir(renders) else []
     pictures = [read_image(os.path.join(renders, names[i])) for i in np.linspace(0, len(names) - 1, n_frames).astype(int)
                 ] if names else []
     meshes = sorted(os.listdir(os.path.join(row["run_dir"], MESHES)))

@@ -92,11 +92,13 @@ def test_a_rerun_does_no_work(finished_suite, monkeypatch):
     assert suite_cli.main([path, "--out", str(out)]) == 0
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
     assert [row["status"] for row in json.loads((out / "suite.json").read_text())] == ["ok", "ok"]
+    assert suite_cli.main([path, "--out", str(out), "--cases", "walking"]) == 0  # the other finished case is listed too
+    assert [row["name"] for row in json.loads((out / "suite.json").read_text())] == ["turning", "walking"]
 
 
 def test_a_failing_case_is_a_row_with_its_error(finished_suite, monkeypatch):
     path, out = finished_suite
-    (case,) = suite.load_suite(path, str(out), ["turning"], ("synth.seed=9",))  # a new sequence: generated again
+    (case,) = suite.select_cases(suite.load_suite(path, str(out), ("synth.seed=9",)), ["turning"], path)  # generated anew
 
     def broken(config, progress=None):
         raise RuntimeError("the generator broke\nsecond line")
