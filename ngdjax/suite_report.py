@@ -33,6 +33,7 @@ TABLE = (
 DIFFICULTY = (("static cm", "static_rms_m", 100, "{:.1f}"), ("folds cm", "fold_amplitude_m", 100, "{:.1f}"),
               ("sway cm", "hem_sway_m", 100, "{:.1f}"))
 FRAME_RENDER = re.compile(r"^\d{4,}\.png$")  # renders/XXXX.png, not the turntable or the textured renders
+FRAME_MESH = re.compile(r"^frame_(\d{4,})\.obj$")  # meshes/frame_XXXX.obj, not the textured OBJs' files
 FLOORS = {"static_rms_m": 0.03, "fold_amplitude_m": 0.01, "hem_sway_m": 0.05}  # docs/contracts.md section 7
 
 
@@ -90,8 +91,9 @@ def case_pictures(row: dict, n_frames: int = 3, resolution: tuple[int, int] = (2
     names = sorted(name for name in os.listdir(renders) if FRAME_RENDER.match(name)) if os.path.isdir(renders) else []
     pictures = [read_image(os.path.join(renders, names[i])) for i in np.linspace(0, len(names) - 1, n_frames).astype(int)
                 ] if names else []
-    meshes = sorted(os.listdir(os.path.join(row["run_dir"], MESHES)))
-    middle = int(meshes[len(meshes) // 2].removeprefix("frame_").removesuffix(".obj"))
+    frames = sorted(int(match.group(1)) for match in map(FRAME_MESH.match, os.listdir(os.path.join(row["run_dir"], MESHES)))
+                    if match)
+    middle = frames[len(frames) // 2]
     truth_path = os.path.join(row["sequence"], "gt_meshes", frame_name(middle, ".obj"))
     if os.path.isfile(truth_path):
         with np.load(os.path.join(row["sequence"], "camera.npz")) as camera:
