@@ -147,10 +147,10 @@ def to_dict(config) -> dict:
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"optim.epochs": 60, ...}`` from a nested mapping (lists are leaves)."""
+    """``{"optim.epochs": 60, ...}`` from a nested mapping (lists and empty mappings are leaves)."""
     flat = {}
     for key, value in tree.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
@@ -180,6 +180,8 @@ def _set_key(raw: dict, key: str, value: Any, source: str) -> list[str]:
         if not isinstance(child, dict):
             return [f"{source}: '{part}' is not a section"]
         node = child
+    if value == {} and isinstance(node.get(parts[-1]), dict):
+        return []  # an empty section adds nothing to the one already there
     node[parts[-1]] = value
     return []
 
