@@ -147,31 +147,23 @@ def _count_mismatch(tmp_path):
     return folder, "1796 binding lines"
 
 
-def _index_out_of_range(tmp_path):
-    folder, mhclo, _ = _copy(tmp_path)
+def _binding_line(offset, text, expected, name):
+    """A bad input: the binding's line ``first + offset`` replaced by ``text``."""
+    def make(tmp_path):
+        folder, mhclo, _ = _copy(tmp_path)
 
-    def change(lines, first):
-        lines[first + 5] = "19158 17310 17302 0.5 0.4 0.1 0 0 0\n"
-    _edit_binding(mhclo, change)
-    return folder, "line 35: base-mesh index 19158"
-
-
-def _negative_index(tmp_path):
-    folder, mhclo, _ = _copy(tmp_path)
-
-    def change(lines, first):
-        lines[first] = "-1\n"
-    _edit_binding(mhclo, change)
-    return folder, "line 30: base-mesh index -1"
+        def change(lines, first):
+            lines[first + offset] = text
+        _edit_binding(mhclo, change)
+        return folder, expected
+    make.__name__ = name
+    return make
 
 
-def _malformed_line(tmp_path):
-    folder, mhclo, _ = _copy(tmp_path)
-
-    def change(lines, first):
-        lines[first + 2] = "17090 17384 17383 0.2 0.6\n"
-    _edit_binding(mhclo, change)
-    return folder, "line 32: malformed binding line"
+_index_out_of_range = _binding_line(5, "19158 17310 17302 0.5 0.4 0.1 0 0 0\n", "line 35: base-mesh index 19158",
+                                    "index_out_of_range")
+_negative_index = _binding_line(0, "-1\n", "line 30: base-mesh index -1", "negative_index")
+_malformed_line = _binding_line(2, "17090 17384 17383 0.2 0.6\n", "line 32: malformed binding line", "malformed_line")
 
 
 BAD_INPUTS = [_missing_folder, _no_mhclo, _two_mhclo, _missing_obj, _count_mismatch, _index_out_of_range,
