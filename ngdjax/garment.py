@@ -183,13 +183,25 @@ SKIRT_HEM = 0.1  # hem height above the knees, as a fraction of the knee-to-hip 
 SKIRT_FLARE = 0.25  # extra hem radius, as a fraction of the skirt's length
 
 
+def _mean_height(joints: dict, name: str) -> float:
+    """Mean height (body z) of the left and right joints ``name`` (e.g. "hip")."""
+    return 0.5 * (joints[f"left_{name}"][2] + joints[f"right_{name}"][2])
+
+
+def _along_limb(joints: dict, side: str, upper: str, lower: str, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The point ``fraction`` of the way from joint ``upper`` to ``lower`` on ``side`` (body
+    coordinates), and the limb's unit direction there."""
+    start, end = joints[f"{side}_{upper}"], joints[f"{side}_{lower}"]
+    return start + fraction * (end - start), _unit(end - start)
+
+
 def _skirt(frame: BodyFrame, body, edge: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
     """Skirt in body coordinates (see :func:`make_template`). Rings are spaced in proportion to
     their circumference, so the grid's cells are close to square from waistband to hem."""
     joints = frame.joints
-    hip = 0.5 * (joints["left_hip"][2] + joints["right_hip"][2])
+    hip = _mean_height(joints, "hip")
     knee = 0.5 * (joints["left_knee"][2] + joints["right_knee"][2])
-    shoulder = 0.5 * (joints["left_shoulder"][2] + joints["right_shoulder"][2])
+    shoulder = _mean_height(joints, "shoulder")
     top, hem = hip + SKIRT_TOP * (shoulder - hip), knee + SKIRT_HEM * (hip - knee)
     levels = np.linspace(top, hem, 64)
     trunk = frame.vertices[frame.arm_weight < 0.5]
@@ -240,11 +252,10 @@ def _tshirt(frame: BodyFrame, body, edge: float, offset: float) -> tuple[np.ndar
        push out to at least ``offset`` from the skin.
     """
     joints = frame.joints
-    hip = 0.5 * (joints["left_hip"][2] + joints["right_hip"][2])
-    shoulder = 0.5 * (joints["left_shoulder"][2] + joints["right_shoulder"][2])
+    hip = _mean_height(joints, "hip")
+    shoulder = _mean_height(joints, "shoulder")
     hem = hip + TSHIRT_HEM * (shoulder - hip)
-    cuffs = {side: (joints[f"{side}_shoulder"] + TSHIRT_SLEEVE * (joints[f"{side}_elbow"] - joints[f"{side}_shoulder"]),
-                    _unit(joints[f"{side}_elbow"] - joints[f"{side}_shoulder"])) for side in ("left", "right")}
+    cuffs = {side: _along_limb(joints, side, "shoulder", "elbow", TSHIRT_SLEEVE) for side in ("left", "right")}
     body_faces = np.asarray(body.triangles, np.int64)
     low = np.array([frame.vertices[:, 0].min(), cuffs["right"][0][1], hem]) - 0.08
     high = np.array([frame.vertices[:, 0].max(), cuffs["left"][0][1], joints["neck"][2]]) + 0.08
@@ -279,11 +290,10 @@ def _legwear(kind: str, frame: BodyFrame, body, edge: float, offset: float) -> t
     through the hem point, normal to the leg bone there."""
     (upper, lower), fraction, fit = LEGWEAR_FIT[kind]
     joints = frame.joints
-    hip = 0.5 * (joints["left_hip"][2] + joints["right_hip"][2])
-    shoulder = 0.5 * (joints["left_shoulder"][2] + joints["right_shoulder"][2])
+    hip = _mean_height(joints, "hip")
+    shoulder = _mean_height(joints, "shoulder")
     top = hip + SKIRT_TOP * (shoulder - hip)
-    hems = {side: (joints[f"{side}_{upper}"] + fraction * (joints[f"{side}_{lower}"] - joints[f"{side}_{upper}"]),
-                   _unit(joints[f"{side}_{lower}"] - joints[f"{side}_{upper}"])) for side in ("left", "right")}
+    hems = {side: _along_limb(joints, side, upper, lower, fraction) for side in ("left", "right")}
     bottom = min(centre[2] for centre, _ in hems.values()) - 0.05
     trunk = frame.vertices[(frame.arm_weight < 0.5) & (frame.vertices[:, 2] >= bottom) & (frame.vertices[:, 2] <= top)]
     low = np.array([*trunk[:, :2].min(axis=0), bottom]) - 0.08
