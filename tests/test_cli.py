@@ -2,10 +2,17 @@
 unknown arguments with its usage and exit 2, never a traceback."""
 
 import importlib
+import os
 
 import pytest
 
-MODULES = ["bench", "convert", "custom_step", "evaluate", "fit", "gradcheck", "synth", "validate"]
+MODULES = ["bench", "convert", "custom_step", "evaluate", "fit", "gradcheck", "suite", "synth", "validate"]
+
+
+def test_every_entry_point_is_listed():
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
+    found = sorted(name[:-3] for name in os.listdir(folder) if name.endswith(".py") and name != "__init__.py")
+    assert found == sorted(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)
