@@ -15,6 +15,7 @@ import numpy as np
 from ngdjax.io import read_image, read_mesh, write_text
 from ngdjax.outputs import MESHES, RENDERS, mesh_path
 from ngdjax.data.sequence import frame_name
+from ngdjax.data.synthetic import DIFFICULTY_FLOORS
 
 # (column title, row key, number format); "ratio" columns divide the fit's value by the template's.
 TABLE = (
@@ -34,7 +35,6 @@ DIFFICULTY = (("static cm", "static_rms_m", 100, "{:.1f}"), ("folds cm", "fold_a
               ("sway cm", "hem_sway_m", 100, "{:.1f}"))
 FRAME_RENDER = re.compile(r"^\d{4,}\.png$")  # renders/XXXX.png, not the turntable or the textured renders
 FRAME_MESH = re.compile(r"^frame_(\d{4,})\.obj$")  # meshes/frame_XXXX.obj, not the textured OBJs' files
-FLOORS = {"static_rms_m": 0.03, "fold_amplitude_m": 0.01, "hem_sway_m": 0.05}  # docs/contracts.md section 7
 
 
 def write_suite_json(out: str, rows: list[dict]) -> None:
@@ -66,7 +66,7 @@ def markdown_table(rows: list[dict]) -> str:
             continue
         difficulty = row.get("difficulty", {})
         floors = [("-" if difficulty.get(key) is None else form.format(difficulty[key] * scale)
-                   + ("!" if difficulty[key] < FLOORS[key] else "")) for _, key, scale, form in DIFFICULTY]
+                   + ("!" if difficulty[key] < DIFFICULTY_FLOORS[key] else "")) for _, key, scale, form in DIFFICULTY]
         minutes = sum(row.get("seconds", {}).values()) / 60
         lines.append("| " + " | ".join([row["name"], "ok", *(cell(row, k, f) for _, k, f in TABLE), *floors,
                                          f"{minutes:.1f}", str(row.get("device", ""))]) + " |")

@@ -533,6 +533,10 @@ def write(sequence: SyntheticSequence, directory: str) -> None:
 
 # --- Difficulty, measured -----------------------------------------------------------------------
 
+# The floors of docs/contracts.md section 7, by measure_difficulty's key (metres).
+DIFFICULTY_FLOORS = {"static_rms_m": 0.03, "fold_amplitude_m": 0.01, "hem_sway_m": 0.05}
+
+
 def measure_difficulty(sequence: SyntheticSequence) -> dict:
     """The floors of docs/contracts.md section 7 ("The synthetic benchmark's difficulty") measured on generated data.
 
