@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-MODULES = ["bench", "convert", "custom_step", "evaluate", "fit", "gradcheck", "suite", "synth", "validate"]
+MODULES = ["bench", "convert", "custom_step", "evaluate", "fit", "fit_many", "gradcheck", "suite", "synth", "validate"]
 
 
 def test_every_entry_point_is_listed():
