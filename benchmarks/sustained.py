@@ -1,6 +1,6 @@
 """A sustained segment of the full GPU fit (issue 7), and the full fit's time projected from it.
 
-``python -m benchmarks.sustained --cfg configs/synthetic_gpu.yaml --steps 41100 --json FILE [key=value ...]``
+``python -m benchmarks.sustained --cfg configs/method/gpu.yaml --steps 41100 --json FILE [key=value ...]``
 
 1. Generates the config's sequence if it is absent (timed), loads it.
 2. Compiles the geometry step's variants the fit uses (network off/on, with/without the remeshing
@@ -56,7 +56,7 @@ def peak_gb() -> float | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sustained", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", default="configs/synthetic_gpu.yaml")
+    parser.add_argument("--cfg", default="configs/method/gpu.yaml")
     parser.add_argument("--steps", type=int, default=41_100, help="stop the geometry fit after this many steps")
     parser.add_argument("--texture-epochs", type=int, default=30)
     parser.add_argument("--texture-warmup", type=int, default=10)

@@ -57,7 +57,13 @@ class FieldConfig:
     """The deformation model (``ngdjax.geometry.DEFORMATIONS``). ``zero_root``: the network reads
     the static mesh posed without the body's global rotation and translation (docs/method.md 4.5,
     as for PeopleSnapshot, where the subject turns in place), so a garment point keeps its input
-    position however the body is turned."""
+    position however the body is turned.
+
+    Priors for the surface the camera never sees (ours; docs/method_notes.md, "Priors for the
+    never-seen surface"): ``smooth_modes`` adds the template's K lowest Laplacian eigenfunctions
+    beneath the static Jacobians (:mod:`ngdjax.smooth_modes`), so a change seen on one side reaches
+    the other; ``vertical_shift`` frees the canonical mesh's position along the body's up axis (the
+    Poisson solve fixes it at the template's vertex mean)."""
 
     RENAMED = {name: f"network.{name}" for name in
                ("n_levels", "n_features", "log2_table_size", "base_resolution", "per_level_scale", "hidden")}
@@ -67,9 +73,13 @@ class FieldConfig:
     zero_root: bool = False  # the network's input ignores the body's global rotation and translation
     pose_code_dim: int = 4  # length of the PCA pose code the network reads
     network: NetworkConfig = NetworkConfig()  # the dynamic field's hash grids and MLP
+    smooth_modes: int = 0  # ours, 0 = the method: K smooth Jacobian modes beneath the static per-face field
+    vertical_shift: bool = False  # ours, off = the method: a learnt shift of the canonical mesh along the body's up axis
 
     def problems(self) -> list[tuple[str, str]]:
-        return at_least(self.pose_code_dim, 1, "pose_code_dim")
+        modes = [("smooth_modes", "needs deformation: jacobian_fields (the modes are Jacobians)")
+                 ] if self.smooth_modes and self.deformation != "jacobian_fields" else []
+        return at_least(self.pose_code_dim, 1, "pose_code_dim") + at_least(self.smooth_modes, 0, "smooth_modes") + modes
 
 
 @dataclasses.dataclass(frozen=True)

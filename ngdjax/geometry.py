@@ -17,6 +17,11 @@ Parameters are a plain pytree ``{"static": ..., "net": ...}``:
 - ``vertex_offsets`` (the baseline): ``static`` (V, 3) displacements of the template; ``net`` the
   same kind of network giving per-vertex displacements from the posed static mesh's vertices and
   vertex normals; a Laplacian regulariser replaces the Jacobian one.
+
+Our priors for the never-seen surface (``field.smooth_modes``, ``field.vertical_shift``) add a
+third group ``coarse``: ``modes`` (K, 3, 3), the coefficients of the template's smooth modes added
+to the static Jacobians (:mod:`ngdjax.smooth_modes`), and ``shift`` (), the canonical mesh's
+translation along the body's up axis in metres. Both start at 0 (the method's fit).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from ngdjax.body.model import (
 from ngdjax.body.skinning import linear_blend_skinning, rbf_skinning_weights
 from ngdjax.data.loader import Sequence
 from ngdjax.fit_config import FieldConfig, LossConfig, OptimConfig
+from ngdjax.garment import body_frame
 from ngdjax.loop import log_linear_schedule
 from ngdjax.mesh import edges as mesh_edges
 from ngdjax.mesh import face_centroids, face_normals, vertex_normals
@@ -57,13 +63,14 @@ from ngdjax.pose_code import pose_codes
 from ngdjax.render.backend import Renderer
 from ngdjax.render.shading import GeometryImages, render_geometry
 from ngdjax.render.topology import antialias_topology
+from ngdjax.smooth_modes import face_modes
 
 
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["solver", "template", "template_mean", "skin_weights", "tris", "topology", "body", "edges", "degree",
-                 "adjacent_faces", "smoothness_pairs"],
-    meta_fields=["resolution", "deformation", "network", "has_diffuse", "has_depth"],
+                 "adjacent_faces", "smoothness_pairs", "modes", "up"],
+    meta_fields=["resolution", "deformation", "network", "has_diffuse", "has_depth", "vertical_shift"],
 )
 @dataclasses.dataclass(frozen=True)
 class FitProblem:
@@ -75,9 +82,11 @@ class FitProblem:
         body: the body model. edges: (E, 2) int32 undirected edges, degree: (V,) (Laplacian).
         adjacent_faces: (A, 2) int32 pairs of faces sharing an edge. smoothness_pairs: () float32,
         the pair count the smoothness prior divides by: the fit's input template's, kept across
-        remeshing (:func:`ngdjax.losses.jacobian_smoothness`).
+        remeshing (:func:`ngdjax.losses.jacobian_smoothness`). modes: (F, K) float32 the template's
+        smooth modes per face (K = 0: off). up: (3,) float32 the body's up axis in the rest pose.
         resolution: (H, W). deformation: "jacobian_fields" or "vertex_offsets".
         network: the network's config (static). has_diffuse, has_depth: which targets exist.
+        vertical_shift: whether the canonical mesh has a learnt shift along ``up``.
     """
 
     solver: PoissonSolver
@@ -91,11 +100,14 @@ class FitProblem:
     degree: Float[Array, " V"]
     adjacent_faces: Int[Array, "A 2"]
     smoothness_pairs: Float[Array, ""]
+    modes: Float[Array, "F K"]
+    up: Float[Array, " 3"]
     resolution: tuple[int, int]
     deformation: str
     network: fields.DynamicJacobianConfig
     has_diffuse: bool
     has_depth: bool
+    vertical_shift: bool
 
 
 class Frames(NamedTuple):
@@ -139,6 +151,8 @@ def build_problem(
     weights = rbf_skinning_weights(template_vertices, rest_vertices_host(body, body_shape), skinning_weights_host(body))
     edge_list = mesh_edges(template_faces)
     degree = np.bincount(edge_list.ravel(), minlength=len(template_vertices))
+    modes = (face_modes(template_vertices, template_faces, field.smooth_modes) if field.smooth_modes
+             else np.zeros((len(template_faces), 0), np.float32))
     return FitProblem(
         solver=build_poisson_solver(template_vertices, template_faces, method=poisson_method),
         template=jnp.asarray(template_vertices, jnp.float32),
@@ -147,31 +161,47 @@ def build_problem(
         topology=jnp.asarray(antialias_topology(template_faces), jnp.int32), body=body,
         edges=jnp.asarray(edge_list, jnp.int32), degree=jnp.asarray(degree, jnp.float32),
         adjacent_faces=jnp.asarray(adjacent, jnp.int32),
-        smoothness_pairs=jnp.float32(input_pairs),
+        smoothness_pairs=jnp.float32(input_pairs), modes=jnp.asarray(modes),
+        up=jnp.asarray(body_frame(body, body_shape).axes[2], jnp.float32),
         resolution=tuple(resolution), deformation=field.deformation, network=network_config(field),
-        has_diffuse=has_diffuse, has_depth=has_depth,
+        has_diffuse=has_diffuse, has_depth=has_depth, vertical_shift=field.vertical_shift,
     )
 
 
 def init_params(key: Array, problem: FitProblem) -> dict:
-    """Initial parameters: the deformation model's static part for the template and a fresh network."""
-    return {"static": DEFORMATIONS[problem.deformation].initial_static(problem),
-            "net": fields.init_dynamic_field(key, problem.network)}
+    """Initial parameters: the deformation model's static part for the template, a fresh network,
+    and, where a prior asks for them, the ``coarse`` group at 0 (:func:`has_coarse`)."""
+    params = {"static": DEFORMATIONS[problem.deformation].initial_static(problem),
+              "net": fields.init_dynamic_field(key, problem.network)}
+    coarse = {}
+    if problem.modes.shape[1]:
+        coarse["modes"] = jnp.zeros((problem.modes.shape[1], 3, 3), jnp.float32)
+    if problem.vertical_shift:
+        coarse["shift"] = jnp.zeros((), jnp.float32)
+    return dict(params, coarse=coarse) if coarse else params
 
 
-def make_optimizer(optim: OptimConfig, n_frames: int) -> optax.GradientTransformation:
+def has_coarse(field: FieldConfig) -> bool:
+    """Whether the parameters have the ``coarse`` group (smooth modes or the vertical shift)."""
+    return field.smooth_modes > 0 or field.vertical_shift
+
+
+def make_optimizer(optim: OptimConfig, n_frames: int, coarse: bool = False) -> optax.GradientTransformation:
     """Adam (eps from the config) per parameter group with log-linear decays; the static group's
-    gradient is clipped to a global norm of ``clip_static``."""
-    static = optax.chain(
-        optax.clip_by_global_norm(optim.clip_static),
-        optax.scale_by_adam(eps=optim.adam_eps),
-        optax.scale_by_learning_rate(log_linear_schedule(*optim.static.lr, optim.static.decay_steps, n_frames)),
-    )
+    gradient is clipped to a global norm of ``clip_static``. ``coarse``: the parameters have the
+    ``coarse`` group, which gets its own Adam with the static group's clip and schedule."""
+    def static_like():
+        return optax.chain(
+            optax.clip_by_global_norm(optim.clip_static),
+            optax.scale_by_adam(eps=optim.adam_eps),
+            optax.scale_by_learning_rate(log_linear_schedule(*optim.static.lr, optim.static.decay_steps, n_frames)),
+        )
     net = optax.chain(
         optax.scale_by_adam(eps=optim.adam_eps),
         optax.scale_by_learning_rate(log_linear_schedule(*optim.net.lr, optim.net.decay_steps, n_frames)),
     )
-    return optax.multi_transform({"static": static, "net": net}, {"static": "static", "net": "net"})
+    groups = {"static": static_like(), "net": net} | ({"coarse": static_like()} if coarse else {})
+    return optax.multi_transform(groups, {name: name for name in groups})
 
 
 def frame_at(frames: Frames, index: Array) -> Frames:
@@ -190,13 +220,13 @@ def deform(
     are ``alpha J^D + (1 - alpha) stored`` (docs/method.md 7.4), ``stored`` this frame's residual from
     the remesh epoch transferred to the new faces."""
     model = DEFORMATIONS[problem.deformation]
-    field = params["static"]
+    field = static_field(params, problem)
     if network_on:
         residual = model.residual(params["net"], problem, network_input(params, problem, frame), frame.code)
         if blend is not None:
             residual = blend[1] * residual + (1.0 - blend[1]) * blend[0]
         field = field + residual
-    canonical = model.canonical(field, problem)
+    canonical = model.canonical(field, problem) + canonical_shift(params, problem)
     return linear_blend_skinning(canonical, problem.skin_weights, frame.transforms), canonical, field
 
 
@@ -221,8 +251,36 @@ def update(optimizer: optax.GradientTransformation, grads: dict, opt_state, para
 
 
 def canonical_vertices(params: dict, problem: FitProblem) -> Float[Array, "V 3"]:
-    """(V, 3) static canonical garment: Solve(J^S) + offset, or template + static offsets."""
-    return DEFORMATIONS[problem.deformation].canonical(params["static"], problem)
+    """(V, 3) static canonical garment: Solve(J^S) + offset, or template + static offsets (each
+    shifted along the body's up axis where the fit has the vertical shift)."""
+    return (DEFORMATIONS[problem.deformation].canonical(static_field(params, problem), problem)
+            + canonical_shift(params, problem))
+
+
+def static_field(params: dict, problem: FitProblem) -> Array:
+    """The static Jacobians (F, 3, 3): ``params["static"]``, each mapped by the smooth modes' linear
+    map (I + sum_k phi_k(f) C_k) where the fit has them (a Jacobian maps as the positions do:
+    x -> A x gives J -> A J, so with one constant mode ``C_0`` is a linear map of the whole garment)."""
+    coarse = params.get("coarse", {})
+    if "modes" not in coarse:
+        return params["static"]
+    maps = jnp.einsum("fk,kij->fij", problem.modes, coarse["modes"])
+    return params["static"] + jnp.einsum("fij,fjl->fil", maps, params["static"])
+
+
+def canonical_shift(params: dict, problem: FitProblem) -> Float[Array, "1 3"] | float:
+    """(1, 3) the canonical mesh's learnt translation along the body's up axis, or 0."""
+    coarse = params.get("coarse", {})
+    return coarse["shift"] * problem.up[None] if "shift" in coarse else 0.0
+
+
+def fold_smooth_modes(params: dict, problem: FitProblem) -> dict:
+    """The same fit with the smooth modes' part moved into ``params["static"]`` and their
+    coefficients at 0 (before a remesh, whose new template has modes of its own)."""
+    if "modes" not in params.get("coarse", {}):
+        return params
+    coarse = dict(params["coarse"], modes=jnp.zeros_like(params["coarse"]["modes"]))
+    return dict(params, static=static_field(params, problem), coarse=coarse)
 
 
 def dynamic_residual(net: dict, problem: FitProblem, posed_static: Float[Array, "V 3"],
@@ -279,23 +337,25 @@ class StepOutput(NamedTuple):
     face_statistic: tuple[Array, Array] | None
 
 
-def make_geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, weights: LossConfig):
+def make_geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, weights: LossConfig,
+                       coarse: bool = False):
     """The jitted per-frame step ``step(params, opt_state, problem, frames, index, key, blend,
     network_on, collect_statistic) -> (params, opt_state, StepOutput)`` with the optimizer of
     :func:`make_optimizer`; ``blend`` is None or (stored residuals (T, F, 3, 3), alpha).
     ``network_on`` and ``collect_statistic`` are static; everything else is traced, so frames never
-    retrace. Cached on what the step reads: settings that differ only in the fit's length, seed or
-    checkpointing give the same jitted function."""
+    retrace. ``coarse``: the parameters have the ``coarse`` group (:func:`has_coarse`). Cached on
+    what the step reads: settings that differ only in the fit's length, seed or checkpointing give
+    the same jitted function."""
     optimizer_only = dataclasses.replace(OptimConfig(), static=optim.static, net=optim.net, adam_eps=optim.adam_eps,
                                          clip_static=optim.clip_static)
-    return _geometry_step(renderer, optimizer_only, n_frames, weights)
+    return _geometry_step(renderer, optimizer_only, n_frames, weights, coarse)
 
 
 @functools.lru_cache(maxsize=8)
-def _geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, weights: LossConfig):
+def _geometry_step(renderer: Renderer, optim: OptimConfig, n_frames: int, weights: LossConfig, coarse: bool):
     from ngdjax.remesh import face_gradient_statistic
 
-    optimizer = make_optimizer(optim, n_frames)
+    optimizer = make_optimizer(optim, n_frames, coarse)
 
     def step(params, opt_state, problem: FitProblem, frames: Frames, index, key, blend, network_on: bool,
              collect_statistic: bool):

@@ -26,13 +26,14 @@ from ngdjax.geometry import (
     all_dynamic_residuals,
     build_problem,
     canonical_vertices,
+    fold_smooth_modes,
+    has_coarse,
     init_params,
     make_geometry_step,
     make_optimizer,
     prepare_frames,
 )
 from ngdjax.loop import OnStep, StepEvent, close_epoch, epoch_order, keep_log_lines, step_keys
-from ngdjax.poisson import solve
 from ngdjax.remesh import RemeshSchedule, remesh_template, transfer_face_state
 from ngdjax.render.backend import Renderer
 
@@ -102,13 +103,13 @@ def fit_geometry(
     problem = build(template_vertices, template_faces)
     if arrays is not None and "canonical_offset" in arrays:
         problem = dataclasses.replace(problem, template_mean=jnp.asarray(arrays["canonical_offset"]))
-    optimizer = make_optimizer(optim, n_frames)
+    optimizer = make_optimizer(optim, n_frames, has_coarse(config.field))
     params = init_params(jax.random.PRNGKey(optim.seed), problem)
     remesh = config.remesh.enabled and DEFORMATIONS[config.field.deformation].remeshable
     opt_state = optimizer.init(params)
     if meta is not None:
         params, opt_state = checkpoint.load_checkpoint_state(ckpt_dir, meta, (params, opt_state))
-    step = make_geometry_step(renderer, optim, n_frames, config.loss)
+    step = make_geometry_step(renderer, optim, n_frames, config.loss, has_coarse(config.field))
     base_key = jax.random.PRNGKey(optim.seed + 1)
     total_steps = optim.epochs * n_frames
     bar = tqdm(total=total_steps, initial=step_count, desc="geometry", unit="step", disable=not progress,
@@ -149,6 +150,7 @@ def fit_geometry(
             statistic = np.asarray(accumulated) / np.maximum(np.asarray(seen), 1.0)
             stored = all_dynamic_residuals(params, problem, frames) if network_on else None
             old_canonical = canonical_vertices(params, problem)
+            params = fold_smooth_modes(params, problem)
             new_vertices, new_faces, params, opt_state, blend_field = remesh_event(
                 template_vertices, template_faces, statistic, remesh_events, config, params, opt_state, stored)
             if len(new_faces) != len(template_faces):
@@ -180,7 +182,7 @@ def canonical_offset(params: dict, problem: FitProblem, old_canonical: jnp.ndarr
     the deformed surface by a different amount than that of the template (the method's
     ``delta_transform``). Old vertices keep their indices, so align on them."""
     kept = min(len(old_canonical), problem.template.shape[0])
-    zero_mean = solve(problem.solver, params["static"])
+    zero_mean = canonical_vertices(params, dataclasses.replace(problem, template_mean=jnp.zeros((1, 3), jnp.float32)))
     return jnp.mean(old_canonical[:kept] - zero_mean[:kept], axis=0, keepdims=True)
 
 
@@ -191,7 +193,9 @@ def remesh_event(vertices: np.ndarray, faces: np.ndarray, statistic: np.ndarray,
     nearest old face (by template face centroids). The method averages the Jacobians of the 3
     nearest faces; on a fitted, non-smooth field that blurs the fit (the loss jumped by 12% at the
     event on the demo), while a split face that keeps its parent's Jacobian reproduces the same
-    surface exactly. Returns the new
+    surface exactly. The ``coarse`` group and its Adam state are kept as they are: the smooth modes
+    must have been folded into the static field first (:func:`ngdjax.geometry.fold_smooth_modes`),
+    and the new template's modes span nearly the same smooth functions. Returns the new
     template, params, optimizer state and transferred residuals (None without a network yet).
     The network and its optimizer state are untouched (they do not depend on the faces)."""
     settings = config.remesh

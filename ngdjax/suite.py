@@ -4,7 +4,7 @@
 A suite file names a fit config and a synthetic config that every case starts from, and the
 cases, each a few keys set over them::
 
-    fit: ../demo.yaml              # the fit config of every case
+    fit: ../default_cpu.yaml       # the fit config of every case
     synth: ../synth/demo.yaml      # the synthetic config every case starts from
     fit_set: {}                    # optional: keys set over the fit config for every case
     synth_set: {}                  # optional: keys set over the synthetic config for every case

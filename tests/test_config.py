@@ -112,3 +112,26 @@ def test_bad_extends_is_one_line(tmp_path, text, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(")) as error:
         load_config(_write(tmp_path, text), Example)
     assert len(error.value.problems) == 1
+
+
+def test_shipped_fit_configs_load_and_the_defaults_hold_no_data():
+    """Every fit config under configs/ (not the synthetic or suite ones) loads; the two defaults name
+    no sequence (a config extending them does), and the method's configs use none of our priors."""
+    import glob
+    import os
+
+    from ngdjax.fit_config import FitConfig, LossConfig
+
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    paths = sorted(glob.glob(os.path.join(root, "*.yaml")) + glob.glob(os.path.join(root, "method", "*.yaml")))
+    assert len(paths) >= 10
+    for path in paths:
+        if os.path.basename(path).startswith("default_"):
+            with pytest.raises(InputError, match="data"):
+                load_config(path, FitConfig)
+            load_config(path, FitConfig, ["data.sequence=somewhere"])
+            continue
+        config = load_config(path, FitConfig)
+        if os.sep + "method" + os.sep in path:
+            assert (config.field.smooth_modes, config.field.vertical_shift) == (0, False), path
+            assert config.loss.jacobian_smoothness == 0.0 and config.loss.jacobian == LossConfig().jacobian, path
