@@ -112,3 +112,76 @@ def write_contact_sheet(out: str, rows: list[dict]) -> None:
     sheet = [(row["name"], case_pictures(row)) for row in rows if row["status"] == "ok"]
     if sheet:
         contact_sheet(sheet, os.path.join(out, "suite.png"))
+
+
+# The quality targets every case of a suite is held to (docs/results.md, "The suites"): the fit's
+# value over the template's for Chamfer (whole garment: 1/4 where the subject turns round, measured
+# as at most TURNS_ROUND_UNSEEN of the truth never seen; 1/2.5 where more is never seen), the fit's
+# minus the template's for the seen surface's normal consistency, the fit's own for mask IoU and
+# PSNR (where the appearance stage ran).
+TURNS_ROUND_UNSEEN = 0.1
+TARGETS = (
+    ("seen", lambda row: _ratio(row, "chamfer_seen_x1e3"), lambda value, row: value <= 1 / 6),
+    ("whole", lambda row: _ratio(row, "chamfer_x1e3"),
+     lambda value, row: value <= (1 / 4 if (row.get("unseen_fraction") or 0.0) <= TURNS_ROUND_UNSEEN else 1 / 2.5)),
+    ("never seen", lambda row: _ratio(row, "chamfer_unseen_x1e3"), lambda value, row: value <= 0.6),
+    ("NC seen", lambda row: _delta(row, "normal_consistency_seen"), lambda value, row: value >= 0.04),
+    ("IoU", lambda row: row.get("mask_iou"), lambda value, row: value >= 0.96),
+    ("PSNR", lambda row: row.get("psnr"), lambda value, row: value >= 28.0),
+)
+
+
+def _ratio(row: dict, name: str) -> float | None:
+    fit, template = row.get(name), row.get(f"template_{name}")
+    return fit / template if fit is not None and template else None
+
+
+def _delta(row: dict, name: str) -> float | None:
+    fit, template = row.get(name), row.get(f"template_{name}")
+    return fit - template if fit is not None and template is not None else None
+
+
+def missed_targets(row: dict) -> list[str]:
+    """Names of the :data:`TARGETS` a finished case misses (a target whose metric is absent, such
+    as the never-seen part of a subject that turns round, is not missed)."""
+    missed = []
+    for name, value_of, met in TARGETS:
+        value = value_of(row)
+        if value is not None and not met(value, row):
+            missed.append(name)
+    return missed
+
+
+def comparison_table(variants: list[tuple[str, list[dict]]]) -> str:
+    """Markdown: for each case, one line per variant (a label and its suite.json rows: e.g. the
+    default, the method, one prior off) with the fit/template ratios ("1/x"), the seen surface's
+    normal consistency gain, IoU and the targets missed; then one summary line per variant over the
+    cases every variant finished, weighted equally (geometric mean of the ratios, mean NC gain)."""
+    by_label = {label: {row["name"]: row for row in rows if row["status"] == "ok"} for label, rows in variants}
+    names = [row["name"] for row in variants[0][1]]
+    shared = [name for name in names if all(name in rows for rows in by_label.values())]
+    lines = ["| case | variant | whole | seen | never seen | NC seen - template | IoU | targets missed |",
+             "|---|---|---|---|---|---|---|---|"]
+    inverse = lambda value: "-" if value is None else f"1/{1 / value:.2f}"  # noqa: E731
+    for name in names:
+        for label, rows in by_label.items():
+            row = rows.get(name)
+            if row is None:
+                lines.append(f"| {name} | {label} | not finished |||||")
+                continue
+            lines.append(f"| {name} | {label} | {inverse(_ratio(row, 'chamfer_x1e3'))} | "
+                         f"{inverse(_ratio(row, 'chamfer_seen_x1e3'))} | {inverse(_ratio(row, 'chamfer_unseen_x1e3'))}"
+                         f" | {_delta(row, 'normal_consistency_seen'):+.3f} | {row['mask_iou']:.3f} | "
+                         f"{', '.join(missed_targets(row)) or '-'} |")
+    for label, rows in by_label.items():
+        chosen = [rows[name] for name in shared]
+
+        def mean(key: str) -> float | None:  # geometric mean of the ratios the cases have
+            logs = [np.log(_ratio(r, key)) for r in chosen if _ratio(r, key)]
+            return float(np.exp(np.mean(logs))) if logs else None
+        lines.append(f"| **all {len(shared)} (equal weights)** | {label} | {inverse(mean('chamfer_x1e3'))} | "
+                     f"{inverse(mean('chamfer_seen_x1e3'))} | {inverse(mean('chamfer_unseen_x1e3'))} | "
+                     f"{np.mean([_delta(r, 'normal_consistency_seen') for r in chosen]):+.3f} | "
+                     f"{np.mean([r['mask_iou'] for r in chosen]):.3f} | "
+                     f"{sum(len(missed_targets(r)) for r in chosen)} missed |")
+    return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from PIL import Image
 from experiments import suite as suite_cli
 from ngdjax import suite
 from ngdjax.metrics import SPLIT_METRICS
-from ngdjax.suite_report import markdown_table
+from ngdjax.suite_report import comparison_table, markdown_table, missed_targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIT = """name: tiny
@@ -139,3 +139,26 @@ def test_unknown_case_and_foreign_output_exit_2(tmp_path, capsys):
     (foreign / "notes.txt").write_text("keep")
     assert suite_cli.main([path, "--out", str(foreign)]) == 2
     assert "holds no suite" in capsys.readouterr().err and os.listdir(foreign) == ["notes.txt"]
+
+
+def _scored(name: str, whole: float, seen: float, unseen: float | None, nc_gain: float, iou: float) -> dict:
+    """A suite.json row with the template at Chamfer 1.0 and NC 0.8 and the fit's values given."""
+    return {"name": name, "status": "ok", "chamfer_x1e3": whole, "template_chamfer_x1e3": 1.0,
+            "chamfer_seen_x1e3": seen, "template_chamfer_seen_x1e3": 1.0, "chamfer_unseen_x1e3": unseen,
+            "template_chamfer_unseen_x1e3": None if unseen is None else 1.0, "unseen_fraction": 0.0 if unseen is None else 0.4,
+            "normal_consistency_seen": 0.8 + nc_gain, "template_normal_consistency_seen": 0.8, "mask_iou": iou}
+
+
+def test_targets_and_the_comparison_of_variants():
+    turning = _scored("turns", 0.2, 0.15, None, 0.05, 0.97)  # whole 1/5, seen 1/6.7: every target met
+    assert missed_targets(turning) == []
+    assert missed_targets(dict(turning, chamfer_x1e3=0.3)) == ["whole"]  # 1/3.3 misses 1/4 where it turns round
+    never_turns = _scored("never", 0.3, 0.15, 0.7, 0.01, 0.95)  # 1/3.3 meets 1/2.5 where the back is never seen
+    assert missed_targets(never_turns) == ["never seen", "NC seen", "IoU"]
+    table = comparison_table([("a", [turning, never_turns]), ("b", [dict(turning, chamfer_x1e3=0.4)])])
+    lines = table.splitlines()
+    assert "| turns | a | 1/5.00 | 1/6.67 | - | +0.050 | 0.970 | - |" in lines
+    assert "| never | b | not finished |||||" in lines
+    # The summary covers the cases both variants finished, weighted equally: "turns" only.
+    assert any(line.startswith("| **all 1 (equal weights)** | b | 1/2.50 |") for line in lines)
+    assert any(line.startswith("| **all 1 (equal weights)** | a | 1/5.00 |") for line in lines)
