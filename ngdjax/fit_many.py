@@ -102,11 +102,13 @@ def connect(address: str | None):
 
     try:
         if address is None:
-            ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=RAY_TEMP_DIR)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, _temp_dir=RAY_TEMP_DIR)
         else:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError) as error:
-        raise InputError(f"--address {address}: cannot join the Ray cluster ({str(error).splitlines()[0]})") from error
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else "; a cluster with token authentication needs RAY_AUTH_MODE=token"
+        raise InputError(f"--address {address}: cannot join the Ray cluster ({str(error).splitlines()[0]}{hint})"
+                         ) from error
     return ray
 
 
