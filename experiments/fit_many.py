@@ -117,6 +117,8 @@ def main(argv=None) -> int:
     parser.add_argument("--retries", type=int, default=3, help="how often a fit whose worker died is run again")
     parser.add_argument("items", nargs="*", metavar="SEQ_DIR | key=value", help="sequence directories and overrides")
     args = parser.parse_intermixed_args(argv)
+    if args.retries < 0:
+        parser.error("--retries must be >= 0")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from ngdjax.errors import InputError
