@@ -211,3 +211,18 @@ def test_bad_arguments_exit_2_with_one_line(case, world, ray_address, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], lines
     assert not out.exists()
+
+
+def test_suite_parallel_refuses_an_unreachable_cluster_before_writing(world, capsys):
+    from experiments import suite as suite_cli
+
+    out = world / "refused_suite"
+    capsys.readouterr()
+    code = suite_cli.main([os.path.join(REPO, "configs", "suite", "cpu.yaml"), "--out", str(out), "--parallel",
+                           "--address", "127.0.0.1:1"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--address 127.0.0.1:1: no Ray cluster answers there" in lines[0], lines
+    assert not out.exists()
+    with pytest.raises(SystemExit) as usage:
+        suite_cli.main([os.path.join(REPO, "configs", "suite", "cpu.yaml"), "--out", str(out), "--address", "auto"])
+    assert usage.value.code == 2 and "--address and --gpus-per-fit need --parallel" in capsys.readouterr().err
