@@ -46,8 +46,8 @@ FLOORS = [
     (DEFAULT_FLOOR, []),
     # The run assembly: a whole fit from a config, and the run directory's ownership.
     ("run", ["ngdjax.pipeline", "ngdjax.run_dir"]),
-    # Suites: many runs generated, fitted and scored, and their report.
-    ("suites", ["ngdjax.suite", "ngdjax.suite_report"]),
+    # Suites and datasets: many runs generated, fitted and scored, their report, their scheduler.
+    ("suites", ["ngdjax.suite", "ngdjax.suite_report", "ngdjax.fit_many"]),
     # The package itself (ngdjax/__init__.py): the public names, re-exported from every floor.
     # No ngdjax module imports from it ("from ngdjax import InputError" inside the library).
     ("public API", ["ngdjax"]),
