@@ -7,6 +7,7 @@ its own: a resumed run restarts it from its beginning, which reproduces it exact
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -32,13 +33,15 @@ STAGE = "texture"  # the "stage" of the appearance stage's log lines
 
 def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
                 faces: np.ndarray, renderer: Renderer, run_dir: str, progress: bool = True,
-                on_step: OnStep | None = None) -> TextureResult:
+                on_step: OnStep | None = None,
+                on_epoch: Callable[[int, TextureResult], None] | None = None) -> TextureResult:
     """Fit ``T^S`` and ``T^D`` to the sequence with the garment frozen: ``posed`` (T, V, 3) world
     vertices of every frame, ``canonical`` (V, 3) the static canonical mesh (for the atlas),
     ``faces`` (F, 3). Epochs of shuffled frames (the geometry's orders for ``optim.seed``), one
     jitted step per frame, ``T^D`` off for ``texture.warmup_epochs``; appends one line per step
     with ``"stage": "texture"`` to the run's log (earlier texture lines are dropped); ``on_step``
-    is called after every step.
+    is called after every step, ``on_epoch(epochs_done, state)`` after every epoch with the fit
+    so far (``state.seconds``: wall time since the call began).
 
     Raises:
         NonFiniteError: the loss or a texture parameter went non-finite (checked once per epoch).
@@ -73,5 +76,7 @@ def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canoni
             bar.update(1)
         values = close_epoch("appearance", epoch, steps, frame_ids, losses, finite, log_path, STAGE)["relative_l2"]
         bar.set_postfix(relative_l2=f"{float(values[-1]):.4g}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, TextureResult(params, atlas, rasts, dynamic, time.perf_counter() - started))
     bar.close()
     return TextureResult(params, atlas, rasts, dynamic, time.perf_counter() - started)

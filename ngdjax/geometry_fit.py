@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -68,12 +69,15 @@ def switch_off_missing_targets(sequence: Sequence) -> tuple[bool, bool]:
 def fit_geometry(
     config: FitConfig, sequence: Sequence, body: Body, renderer: Renderer, run_dir: str, resume: bool,
     progress: bool = True, stop_after_steps: int | None = None, on_step: OnStep | None = None,
+    on_epoch: Callable[[int, GeometryResult], None] | None = None,
 ) -> GeometryResult:
     """Run (or resume) the geometry stage; writes the log and the checkpoints in ``run_dir``.
 
     ``stop_after_steps`` ends the run early after that many global steps (a checkpoint is
     written first), for tests and for measuring a sustained segment; ``on_step`` is called after
-    every step (:class:`ngdjax.loop.StepEvent`).
+    every step (:class:`ngdjax.loop.StepEvent`); ``on_epoch(epochs_done, state)`` after every
+    finished epoch (its remeshing event included) with the fit so far (benchmarks scoring a
+    time-to-quality curve; ``state.seconds`` is the wall time since the call began).
 
     Raises:
         NonFiniteError: a loss or parameter went non-finite (checked once per epoch, before the
@@ -158,6 +162,9 @@ def fit_geometry(
                 problem = build(template_vertices, template_faces)
                 problem = dataclasses.replace(problem, template_mean=canonical_offset(params, problem, old_canonical))
             remesh_events += 1
+        if on_epoch is not None and finished_epoch:
+            on_epoch(epoch + 1, GeometryResult(params, problem, frames, np.asarray(template_vertices),
+                                               np.asarray(template_faces), time.perf_counter() - started))
         stop = stop_after_steps is not None and step_count >= stop_after_steps
         if stop or (epoch + 1) % optim.checkpoint_every == 0 or epoch + 1 == optim.epochs:
             host = {"template_vertices": template_vertices, "template_faces": template_faces,

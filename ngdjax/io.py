@@ -1,8 +1,13 @@
-"""Files in and out: images and meshes, with atomic writes (a temporary name, then a rename)."""
+"""Files in and out: images and meshes, with atomic writes (a temporary name, then a rename), and
+a pool of threads that writes many of them while the caller goes on (:func:`background_writes`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from PIL import Image
@@ -77,3 +82,39 @@ def write_text(path: str, text: str) -> None:
         with open(temporary, "w") as file:
             file.write(text)
     write_atomic(path, write)
+
+
+Submit = Callable[..., None]
+"""``submit(write, *args)``: have ``write(*args)`` done, now or later (:func:`background_writes`)."""
+
+
+def immediately(write: Callable[..., None], *args) -> None:
+    """The :data:`Submit` that writes at once, in the calling thread."""
+    write(*args)
+
+
+@contextlib.contextmanager
+def background_writes(workers: int | None = None, max_pending: int = 32) -> Iterator[Submit]:
+    """A :data:`Submit` whose writes run on a pool of threads (PNG encoding and file I/O release
+    the GIL), so that encoding a run's images overlaps with its next stage.
+
+    At most ``max_pending`` writes wait at a time (their arrays are held until written); submitting
+    one more blocks until a slot frees. On leaving the block every write has finished, and the
+    first write that failed raises its error (an error of the block itself wins: the writes still
+    finish first, so no half-written set is left behind).
+    """
+    slots = threading.BoundedSemaphore(max_pending)
+    futures = []
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1), thread_name_prefix="ngdjax-write") as pool:
+        def submit(write: Callable[..., None], *args) -> None:
+            slots.acquire()
+            future = pool.submit(write, *args)
+            future.add_done_callback(lambda _: slots.release())
+            futures.append(future)
+
+        try:
+            yield submit
+        finally:
+            wait(futures)
+    for future in futures:
+        future.result()

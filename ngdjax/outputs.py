@@ -24,7 +24,7 @@ from ngdjax.data.sequence import frame_name
 from ngdjax.fit_config import TextureConfig
 from ngdjax.geometry import FitProblem, Frames, deform, frame_at
 from ngdjax.evaluation import ground_truth_paths
-from ngdjax.io import read_mesh, write_atomic, write_image, write_mesh, write_text
+from ngdjax.io import Submit, immediately, read_mesh, write_atomic, write_image, write_mesh, write_text
 from ngdjax.mesh_views import turntable
 from ngdjax.render.backend import Renderer
 from ngdjax.render.shading import render_geometry
@@ -74,10 +74,11 @@ def posed_template(template: np.ndarray, body: Body, body_shape: np.ndarray, fra
     return np.stack([np.asarray(pose(jnp.int32(i))) for i in range(frames.pose.shape[0])])
 
 
-def write_meshes(run_dir: str, frame_ids: list[int], posed: np.ndarray, faces: np.ndarray) -> None:
-    """``meshes/frame_XXXX.obj`` for each frame."""
+def write_meshes(run_dir: str, frame_ids: list[int], posed: np.ndarray, faces: np.ndarray,
+                 submit: Submit = immediately) -> None:
+    """``meshes/frame_XXXX.obj`` for each frame (through ``submit``: :func:`ngdjax.io.background_writes`)."""
     for index, vertices in zip(frame_ids, posed):
-        write_mesh(mesh_path(run_dir, index), vertices, faces)
+        submit(write_mesh, mesh_path(run_dir, index), vertices, faces)
 
 
 def write_canonical(run_dir: str, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -86,9 +87,9 @@ def write_canonical(run_dir: str, vertices: np.ndarray, faces: np.ndarray) -> No
 
 
 def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: FitProblem, renderer: Renderer,
-                  video: bool) -> None:
-    """``renders/XXXX.png``: the target frame next to the fit's shading drawn over it; and
-    ``renders/fit.gif`` of them all (10 fps)."""
+                  video: bool, submit: Submit = immediately) -> None:
+    """``renders/XXXX.png``: the target frame next to the fit's shading drawn over it (written
+    through ``submit``); and ``renders/fit.gif`` of them all (10 fps)."""
     tris, topology = problem.tris, problem.topology
     render = jax.jit(lambda v, mv, proj: render_geometry(renderer, v, tris, topology, mv, proj, sequence.resolution))
     panels = []
@@ -100,15 +101,17 @@ def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: 
         overlay = coverage * (0.2 + 0.8 * shading) + (1 - coverage) * 0.35 * target
         panel = np.concatenate([target, overlay], axis=1)
         panel = np.round(np.clip(panel, 0, 1) * 255).astype(np.uint8)
-        write_image(os.path.join(run_dir, RENDERS, frame_name(index, ".png")), panel)
-        panels.append(panel)
+        submit(write_image, os.path.join(run_dir, RENDERS, frame_name(index, ".png")), panel)
+        if video:
+            panels.append(panel)
     if video and panels:
         frames = [Image.fromarray(p) for p in panels]
         write_atomic(os.path.join(run_dir, RENDERS, ANIMATION), lambda path: frames[0].save(
             path, save_all=True, append_images=frames[1:], duration=100, loop=0))
 
 
-def write_turntable(run_dir: str, sequence: Sequence, posed: np.ndarray, faces: np.ndarray, renderer: Renderer) -> None:
+def write_turntable(run_dir: str, sequence: Sequence, posed: np.ndarray, faces: np.ndarray, renderer: Renderer,
+                    submit: Submit = immediately) -> None:
     """``renders/turntable.png``: the middle frame's fit seen from eight sides (0 degrees: from
     the training camera), and below it the truth where the sequence has one, each coloured by its
     distance to the other (:func:`ngdjax.mesh_views.turntable`). From the training camera alone a
@@ -118,7 +121,7 @@ def write_turntable(run_dir: str, sequence: Sequence, posed: np.ndarray, faces: 
     truth_v, truth_f = read_mesh(truth_path) if truth_path else (None, None)
     mv = np.asarray(sequence.mv[t], np.float64)
     picture = turntable(renderer, posed[t], faces, up=mv[1, :3], forward=mv[2, :3], truth_v=truth_v, truth_f=truth_f)
-    write_image(os.path.join(run_dir, RENDERS, TURNTABLE), picture)
+    submit(write_image, os.path.join(run_dir, RENDERS, TURNTABLE), picture)
 
 
 def write_metrics(run_dir: str, metrics: dict) -> None:
@@ -130,11 +133,18 @@ def textured_obj(vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas, mtl_na
     """OBJ text of a mesh (V, 3) / (F, 3) with the atlas's UVs (``vt`` flipped to OBJ's
     bottom-up v, for a PNG whose first row is the map's first memory row) and material
     ``garment`` from ``mtl_name``."""
-    vertex_lines = "\n".join(f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, np.float64))
-    uv_lines = "\n".join(f"vt {u:.6f} {1.0 - v:.6f}" for u, v in atlas.uv)
+    uv = np.asarray(atlas.uv, np.float64)
     corners = np.stack([np.asarray(faces) + 1, atlas.uv_faces + 1], axis=-1)  # (F, 3, 2), 1-based
-    face_lines = "\n".join("f " + " ".join(f"{a}/{b}" for a, b in face) for face in corners)
-    return f"mtllib {mtl_name}\nusemtl {MATERIAL}\n{vertex_lines}\n{uv_lines}\n{face_lines}\n"
+    return (f"mtllib {mtl_name}\nusemtl {MATERIAL}\n"
+            + rows_text("v %.6f %.6f %.6f\n", np.asarray(vertices, np.float64))
+            + rows_text("vt %.6f %.6f\n", np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1))
+            + rows_text("f %d/%d %d/%d %d/%d\n", corners.reshape(len(corners), 6)))
+
+
+def rows_text(line: str, rows: np.ndarray) -> str:
+    """``line`` (a %-format with one field per column, ending in a newline) filled with each row
+    of ``rows`` (N, C): one formatting call for the whole array instead of one per row."""
+    return (line * len(rows)) % tuple(rows.ravel().tolist())
 
 
 def material(texture_name: str) -> str:
@@ -154,19 +164,19 @@ def write_textured_mesh(path: str, vertices: np.ndarray, faces: np.ndarray, atla
 
 def write_texture_outputs(run_dir: str, sequence: Sequence, posed: np.ndarray, canonical: np.ndarray,
                           faces: np.ndarray, result: TextureResult, renderer: Renderer,
-                          texture: TextureConfig, renders: bool = True) -> dict:
+                          texture: TextureConfig, renders: bool = True, submit: Submit = immediately) -> dict:
     """Textured ``meshes/frame_XXXX.obj`` (+ .mtl, .png of T^S + T^D_t), ``canonical.obj``
     (+ .mtl, .png of T^S), ``renders/textured_XXXX.png`` (target | textured render over the
-    dimmed target); returns the ``psnr``/``ssim`` metrics."""
+    dimmed target), each written through ``submit``; returns the ``psnr``/``ssim`` metrics."""
     maps, images = textured_renders(result, renderer, sequence, texture)
     for t, index in enumerate(sequence.frames):
-        write_textured_mesh(mesh_path(run_dir, index), posed[t], faces, result.atlas, maps[t])
+        submit(write_textured_mesh, mesh_path(run_dir, index), posed[t], faces, result.atlas, maps[t])
         if renders:
             target = sequence.images[t].astype(np.float32) / 255.0
             coverage = (result.rasts[t, ..., 3:4] > 0).astype(np.float32)
             panel = np.concatenate([target, images[t] + (1.0 - coverage) * 0.35 * target], axis=1)
-            write_image(os.path.join(run_dir, RENDERS, f"textured_{index:04d}.png"),
-                        np.round(np.clip(panel, 0.0, 1.0) * 255).astype(np.uint8))
-    write_textured_mesh(os.path.join(run_dir, CANONICAL), canonical, faces, result.atlas,
-                        np.asarray(result.params["static"]))
+            submit(write_image, os.path.join(run_dir, RENDERS, f"textured_{index:04d}.png"),
+                   np.round(np.clip(panel, 0.0, 1.0) * 255).astype(np.uint8))
+    submit(write_textured_mesh, os.path.join(run_dir, CANONICAL), canonical, faces, result.atlas,
+           np.asarray(result.params["static"]))
     return appearance_metrics(images, sequence)

@@ -36,7 +36,7 @@ from ngdjax.errors import InputError
 from ngdjax.fit_config import FitConfig
 from ngdjax.geometry import canonical_vertices
 from ngdjax.geometry_fit import fit_geometry
-from ngdjax.io import write_text
+from ngdjax.io import background_writes, write_text
 from ngdjax.loop import OnStep
 from ngdjax.render.backend import Renderer, get_renderer
 
@@ -164,27 +164,36 @@ def fit_and_write(run: PreparedRun, progress: bool = True, on_step: OnStep | Non
     seconds = {}
     result = fit_geometry(config, sequence, run.body, renderer, directory, run.resume, progress, on_step=on_step)
     seconds["geometry"] = result.seconds
-    started = time.perf_counter()
-    network_on = config.field.dynamic and config.optim.epochs > config.optim.warmup_epochs
-    posed = outputs.predict_posed(result.params, result.problem, result.frames, network_on)
-    canonical = np.asarray(canonical_vertices(result.params, result.problem))
-    outputs.write_meshes(directory, sequence.frames, posed, result.template_faces)
-    outputs.write_canonical(directory, canonical, result.template_faces)
-    if config.output.renders:
-        outputs.write_renders(directory, sequence, posed, result.problem, renderer, config.output.video)
-        outputs.write_turntable(directory, sequence, posed, result.template_faces, renderer)
-    metrics = geometry_metrics(sequence, run.body, renderer, posed, result)
-    seconds["outputs"] = time.perf_counter() - started
-    if config.texture.enabled:
-        texture = fit_texture(config, sequence, posed, canonical, result.template_faces, renderer, directory, progress,
-                              on_step=on_step)
+    # The meshes' and renders' files are written by a pool of threads while the metrics and the
+    # appearance stage run; every file is written before the metrics (and the manifest's state).
+    with background_writes() as submit:
         started = time.perf_counter()
-        found = outputs.write_texture_outputs(directory, sequence, posed, canonical, result.template_faces, texture,
-                                              renderer, config.texture, config.output.renders)
-        log.info("appearance: psnr %.2f dB, ssim %.4f (masked, training frames)", found["psnr"]["mean"],
-                 found["ssim"]["mean"])
-        metrics.update(found)
-        seconds.update(texture=texture.seconds, texture_outputs=time.perf_counter() - started)
+        network_on = config.field.dynamic and config.optim.epochs > config.optim.warmup_epochs
+        posed = outputs.predict_posed(result.params, result.problem, result.frames, network_on)
+        canonical = np.asarray(canonical_vertices(result.params, result.problem))
+        outputs.write_meshes(directory, sequence.frames, posed, result.template_faces, submit)
+        outputs.write_canonical(directory, canonical, result.template_faces)
+        if config.output.renders:
+            outputs.write_renders(directory, sequence, posed, result.problem, renderer, config.output.video, submit)
+            outputs.write_turntable(directory, sequence, posed, result.template_faces, renderer, submit)
+        metrics = geometry_metrics(sequence, run.body, renderer, posed, result)
+        seconds["outputs"] = time.perf_counter() - started
+        if config.texture.enabled:
+            texture = fit_texture(config, sequence, posed, canonical, result.template_faces, renderer, directory,
+                                  progress, on_step=on_step)
+            started = time.perf_counter()
+            found = outputs.write_texture_outputs(directory, sequence, posed, canonical, result.template_faces, texture,
+                                                  renderer, config.texture, config.output.renders, submit)
+            log.info("appearance: psnr %.2f dB, ssim %.4f (masked, training frames)", found["psnr"]["mean"],
+                     found["ssim"]["mean"])
+            metrics.update(found)
+            seconds["texture"] = texture.seconds
+        waiting = time.perf_counter()
+    # Leaving the block waits for the last writes: they count towards the last stage's outputs.
+    if config.texture.enabled:
+        seconds["texture_outputs"] = time.perf_counter() - started
+    else:
+        seconds["outputs"] += time.perf_counter() - waiting
     metrics["seconds"] = seconds
     metrics["device"] = jax.devices()[0].device_kind
     outputs.write_metrics(directory, metrics)
@@ -194,15 +203,25 @@ def fit_and_write(run: PreparedRun, progress: bool = True, on_step: OnStep | Non
     return metrics
 
 
-def geometry_metrics(sequence: Sequence, body: Body, renderer: Renderer, posed: np.ndarray, result) -> dict:
+def geometry_metrics(sequence: Sequence, body: Body, renderer: Renderer, posed: np.ndarray, result,
+                     truth: evaluation.GroundTruth | None = None, reference: dict | None = None) -> dict:
     """The fit's metrics per frame and mean (the seen/unseen split included, ``body`` occluding),
-    and the same for the un-fitted template (``template_*``)."""
+    and the same for the un-fitted template (``template_*``). ``posed`` (T, V, 3) on the faces
+    of ``result`` (a :class:`~ngdjax.geometry_fit.GeometryResult`); ``truth`` and ``reference``
+    (:func:`template_metrics`), when given, are not computed again (a benchmark scoring many
+    states of one fit)."""
+    truth = truth or evaluation.load_ground_truth(sequence, sequence.frames, body, renderer)
     fitted = {i: (posed[t], result.template_faces) for t, i in enumerate(sequence.frames)}
-    template = outputs.posed_template(sequence.template_vertices, body, sequence.shape[0], result.frames)
-    truth = evaluation.load_ground_truth(sequence, sequence.frames, body, renderer)  # read once for both
     metrics = evaluation.evaluate_meshes(fitted, sequence, renderer, truth=truth)
+    metrics.update(reference or template_metrics(sequence, body, renderer, result.frames, truth))
+    return metrics
+
+
+def template_metrics(sequence: Sequence, body: Body, renderer: Renderer, frames, truth: evaluation.GroundTruth) -> dict:
+    """The metrics of the un-fitted template posed by skinning in every frame (``frames``: the
+    fit's :class:`~ngdjax.geometry.Frames`), each name prefixed ``template_``."""
+    template = outputs.posed_template(sequence.template_vertices, body, sequence.shape[0], frames)
     reference = evaluation.evaluate_meshes(
         {i: (template[t], sequence.template_faces) for t, i in enumerate(sequence.frames)}, sequence, renderer,
         truth=truth)
-    metrics.update({f"template_{name}": value for name, value in reference.items()})
-    return metrics
+    return {f"template_{name}": value for name, value in reference.items()}
