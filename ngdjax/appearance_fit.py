@@ -41,7 +41,8 @@ def fit_texture(config: FitConfig, sequence: Sequence, posed: np.ndarray, canoni
     jitted step per frame, ``T^D`` off for ``texture.warmup_epochs``; appends one line per step
     with ``"stage": "texture"`` to the run's log (earlier texture lines are dropped); ``on_step``
     is called after every step, ``on_epoch(epochs_done, state)`` after every epoch with the fit
-    so far (``state.seconds``: wall time since the call began).
+    so far (``state.seconds``: wall time since the call began; its parameters are valid during the
+    call only: the next step donates their buffers).
 
     Raises:
         NonFiniteError: the loss or a texture parameter went non-finite (checked once per epoch).

@@ -77,7 +77,8 @@ def fit_geometry(
     written first), for tests and for measuring a sustained segment; ``on_step`` is called after
     every step (:class:`ngdjax.loop.StepEvent`); ``on_epoch(epochs_done, state)`` after every
     finished epoch (its remeshing event included) with the fit so far (benchmarks scoring a
-    time-to-quality curve; ``state.seconds`` is the wall time since the call began).
+    time-to-quality curve; ``state.seconds`` is the wall time since the call began; its arrays are
+    valid during the call only: the next step donates their buffers).
 
     Raises:
         NonFiniteError: a loss or parameter went non-finite (checked once per epoch, before the

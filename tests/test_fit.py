@@ -76,12 +76,25 @@ def test_resume_equals_uninterrupted(tmp_path, sequence_dir):
     config = load_config(path, FitConfig, overrides)
     sequence = load_sequence(sequence_dir)
     body, renderer = load_body("anny"), get_renderer("jax")
-    whole = fit_geometry(config, sequence, body, renderer, str(tmp_path / "a"), resume=False, progress=False)
+    def recorder(states):  # on_epoch's state is valid during the call only (the steps donate their buffers)
+        return lambda epochs, state: states.update({epochs: ([np.asarray(leaf) for leaf in
+                                                               jax.tree_util.tree_leaves(state.params)], state.seconds)})
+
+    whole_states, cut_states = {}, {}
+    whole = fit_geometry(config, sequence, body, renderer, str(tmp_path / "a"), resume=False, progress=False,
+                         on_epoch=recorder(whole_states))
     fit_geometry(config, sequence, body, renderer, str(tmp_path / "b"), resume=False, progress=False,
-                 stop_after_steps=10)  # interrupted in the middle of epoch 2 (network on)
+                 stop_after_steps=10, on_epoch=recorder(cut_states))  # interrupted in the middle of epoch 2 (network on)
     resumed = fit_geometry(config, sequence, body, renderer, str(tmp_path / "b"), resume=True, progress=False)
     for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    # on_epoch saw every finished epoch, the interrupted run only its two, with the same states
+    assert sorted(whole_states) == [1, 2, 3, 4] and sorted(cut_states) == [1, 2]
+    for a, b in zip(whole_states[2][0], cut_states[2][0]):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    for a, b in zip(whole_states[4][0], jax.tree_util.tree_leaves(whole.params)):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert 0 < whole_states[1][1] < whole_states[2][1] < whole_states[4][1]
     log_a = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
     log_b = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
     assert len(log_a) == len(log_b) == 16
