@@ -22,10 +22,13 @@ Rows are written to ``--json`` after every point, so a run cut short keeps what 
 
 from __future__ import annotations
 
+import cProfile
 import dataclasses
+import io
 import json
 import logging
 import os
+import pstats
 import time
 
 log = logging.getLogger("ngdjax")
@@ -60,8 +63,10 @@ def load_case(suite: str, case: str, out: str, overrides: tuple[str, ...]):
 
 
 def run(suite: str, case: str, out: str, overrides: tuple[str, ...] = (), geometry_at: list[int] | None = None,
-        texture_at: list[int] | None = None, resume: bool = False, json_path: str | None = None) -> list[dict]:
-    """Run the benchmark (module docstring); returns its rows."""
+        texture_at: list[int] | None = None, resume: bool = False, json_path: str | None = None,
+        profile_path: str | None = None) -> list[dict]:
+    """Run the benchmark (module docstring); returns its rows. With ``profile_path``, the fit (not
+    the generation) runs under cProfile and its 60 costliest calls (cumulative time) are written there."""
     import jax
 
     from ngdjax.suite import ensure_case_sequence
@@ -82,10 +87,22 @@ def run(suite: str, case: str, out: str, overrides: tuple[str, ...] = (), geomet
 
             write_text(json_path, json.dumps(rows, indent=1))
 
-    if geometry_at or texture_at:
-        curve(chosen, geometry_at or [], texture_at or [], resume, keep)
-    else:
-        end_to_end(chosen, resume, keep)
+    profiler = cProfile.Profile() if profile_path else None
+    if profiler:
+        profiler.enable()
+    try:
+        if geometry_at or texture_at:
+            curve(chosen, geometry_at or [], texture_at or [], resume, keep)
+        else:
+            end_to_end(chosen, resume, keep)
+    finally:
+        if profiler:
+            profiler.disable()
+            report = io.StringIO()
+            pstats.Stats(profiler, stream=report).sort_stats("cumulative").print_stats(60)
+            from ngdjax.io import write_text
+
+            write_text(profile_path, report.getvalue())
     return rows
 
 

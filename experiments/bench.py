@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--geometry-at", type=epoch_list, help="fit only: score the geometry at these epochs")
     parser.add_argument("--texture-at", type=epoch_list, help="fit only: score the appearance at these epochs")
     parser.add_argument("--resume", action="store_true", help="fit only: continue the run in --out")
+    parser.add_argument("--profile", metavar="FILE", help="fit only: write the 60 costliest calls (cProfile) to FILE")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="fit only: fit config overrides")
     args = parser.parse_intermixed_args(argv)
     if args.suite == "fit" and not (args.case and args.out):
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     if args.suite == "fit":
         kwargs = {"suite": args.suite_file, "case": args.case, "out": args.out, "overrides": tuple(args.overrides),
                   "geometry_at": args.geometry_at, "texture_at": args.texture_at, "resume": args.resume,
-                  "json_path": args.json}
+                  "json_path": args.json, "profile_path": args.profile}
     else:
         kwargs = {"sizes": args.sizes, "steps": args.steps, "n_frames": args.frames}
     rows = suite.run(**{key: value for key, value in kwargs.items() if value is not None})
