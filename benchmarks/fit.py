@@ -75,8 +75,10 @@ def run(suite: str, case: str, out: str, overrides: tuple[str, ...] = (), geomet
     chosen = load_case(suite, case, out, overrides)
     started = time.perf_counter()
     ensure_case_sequence(chosen)
-    head = {"impl": "ngdjax", "device": jax.devices()[0].device_kind, "case": case, "suite": suite,
-            "overrides": list(overrides), "generate_s": round(time.perf_counter() - started, 1)}
+    device = jax.devices()[0]
+    head = {"suite": "fit", "impl": "ngdjax", "device": "gpu" if device.platform == "gpu" else "cpu",
+            "device_name": device.device_kind, "case": case, "suite_file": suite, "overrides": list(overrides),
+            "generate_s": round(time.perf_counter() - started, 1)}
     rows: list[dict] = []
 
     def keep(row: dict) -> None:
