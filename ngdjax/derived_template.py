@@ -26,8 +26,8 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from ngdjax.errors import InputError
-from ngdjax.garment import _cut_along_isoline, _decimate, _largest_piece, _push_out_of, _relax, faces_away_from
 from ngdjax.mesh import boundary_loops, edges, validate_mesh, vertex_normals
+from ngdjax.mesh_edit import cut_along_isoline, decimate, faces_away_from, largest_piece, push_out_of, relax
 
 TAUBIN_LAMBDA, TAUBIN_MU = 0.5, -0.53  # Taubin's smoothing / inflation steps (|mu| > lambda: no shrinking)
 
@@ -67,8 +67,8 @@ def derived_template(vertices: np.ndarray, faces: np.ndarray, body_rest_vertices
     vertices = taubin_smooth(vertices, faces, smooth_iterations)
     if shorten_m > 0:
         vertices, faces = shorten(vertices, faces, up, shorten_m)
-    vertices, faces = _decimate(vertices, faces, edge_length)
-    vertices = _relax(vertices, faces, iterations=3)
+    vertices, faces = decimate(vertices, faces, edge_length)
+    vertices = relax(vertices, faces, iterations=3)
     faces = faces_away_from(vertices, faces, body_rest_vertices, body_faces)
     vertices = shrink(vertices, faces, body_rest_vertices, body_faces, shrink_m, clearance)
     faces = faces_away_from(vertices, faces, body_rest_vertices, body_faces)
@@ -133,10 +133,10 @@ def shorten(vertices: np.ndarray, faces: np.ndarray, up: np.ndarray, amount: flo
     height = vertices @ up
     reached = np.isfinite(distance)
     above = np.where(reached, height - height[np.where(reached, source, 0)], np.inf)
-    vertices, faces = _cut_along_isoline(vertices, faces, amount - above)
+    vertices, faces = cut_along_isoline(vertices, faces, amount - above)
     if len(faces) == 0:
         raise InputError(f"derived_template: shortening by shorten_m = {amount} m leaves nothing of the garment")
-    return _largest_piece(vertices, faces)
+    return largest_piece(vertices, faces)
 
 
 def shrink(vertices: np.ndarray, faces: np.ndarray, body_vertices: np.ndarray, body_faces: np.ndarray,
@@ -146,4 +146,4 @@ def shrink(vertices: np.ndarray, faces: np.ndarray, body_vertices: np.ndarray, b
     distance = igl.signed_distance(vertices, body_vertices, body_faces)[0]
     step = np.clip(distance - clearance, 0.0, amount)
     moved = vertices - step[:, None] * vertex_normals(vertices, faces)
-    return _push_out_of(moved, body_vertices, body_faces, clearance)
+    return push_out_of(moved, body_vertices, body_faces, clearance)

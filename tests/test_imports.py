@@ -32,7 +32,7 @@ FLOORS = [
     # Meshes, operators, Poisson, fields and losses: pure maths on arrays.
     ("primitives", ["ngdjax.mesh", "ngdjax.operators", "ngdjax.poisson", "ngdjax.procedural", "ngdjax.remesh",
                     "ngdjax.hashgrid", "ngdjax.fields", "ngdjax.camera", "ngdjax.ssim", "ngdjax.metrics",
-                    "ngdjax.losses", "ngdjax.pose_code", "ngdjax.gradcheck", "ngdjax.smooth_modes"]),
+                    "ngdjax.losses", "ngdjax.pose_code", "ngdjax.gradcheck", "ngdjax.smooth_modes", "ngdjax.mesh_edit"]),
     # Rendering, bodies, garment templates, sequences and their evaluation.
     ("models and data", ["ngdjax.render.*", "ngdjax.body.*", "ngdjax.garment", "ngdjax.data.*", "ngdjax.evaluation",
                          "ngdjax.visibility", "ngdjax.derived_template", "ngdjax.mesh_views"]),

@@ -25,7 +25,7 @@ import numpy as np
 
 from ngdjax.body.anny import load_anny
 from ngdjax.errors import InputError
-from ngdjax.garment import faces_away_from
+from ngdjax.mesh_edit import faces_away_from
 from ngdjax.mesh import connected_components, face_areas, validate_mesh
 
 GARMENTS_DIR = Path(__file__).parent / "garments"
