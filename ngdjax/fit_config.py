@@ -63,7 +63,9 @@ class FieldConfig:
     never-seen surface"): ``smooth_modes`` adds the template's K lowest Laplacian eigenfunctions
     beneath the static Jacobians (:mod:`ngdjax.smooth_modes`), so a change seen on one side reaches
     the other; ``vertical_shift`` frees the canonical mesh's position along the body's up axis (the
-    Poisson solve fixes it at the template's vertex mean)."""
+    Poisson solve fixes it at the template's vertex mean); ``body_offset_scale`` learns one factor
+    of the template's offset from the body, so a garment that the silhouette shows tighter (or
+    looser) at its sides is so at its front and back too, which the camera sees only head-on."""
 
     RENAMED = {name: f"network.{name}" for name in
                ("n_levels", "n_features", "log2_table_size", "base_resolution", "per_level_scale", "hidden")}
@@ -75,6 +77,7 @@ class FieldConfig:
     network: NetworkConfig = NetworkConfig()  # the dynamic field's hash grids and MLP
     smooth_modes: int = 0  # ours, 0 = the method: K smooth Jacobian modes beneath the static per-face field
     vertical_shift: bool = False  # ours, off = the method: a learnt shift of the canonical mesh along the body's up axis
+    body_offset_scale: bool = False  # ours, off = the method: a learnt factor of the template's offset from the body
 
     def problems(self) -> list[tuple[str, str]]:
         modes = [("smooth_modes", "needs deformation: jacobian_fields (the modes are Jacobians)")

@@ -18,10 +18,12 @@ Parameters are a plain pytree ``{"static": ..., "net": ...}``:
   same kind of network giving per-vertex displacements from the posed static mesh's vertices and
   vertex normals; a Laplacian regulariser replaces the Jacobian one.
 
-Our priors for the never-seen surface (``field.smooth_modes``, ``field.vertical_shift``) add a
-third group ``coarse``: ``modes`` (K, 3, 3), the coefficients of the template's smooth modes added
-to the static Jacobians (:mod:`ngdjax.smooth_modes`), and ``shift`` (), the canonical mesh's
-translation along the body's up axis in metres. Both start at 0 (the method's fit).
+Our priors for the never-seen surface (``field.smooth_modes``, ``field.vertical_shift``,
+``field.body_offset_scale``) add a third group ``coarse``: ``modes`` (K, 3, 3), the coefficients of
+the template's smooth modes added to the static Jacobians (:mod:`ngdjax.smooth_modes`), ``shift``
+(), the canonical mesh's translation along the body's up axis in metres, and ``offset_scale`` (),
+the fraction of the template's offset from the body added to the canonical mesh. All start at 0
+(the method's fit).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
+import igl
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,8 +72,9 @@ from ngdjax.smooth_modes import face_modes
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["solver", "template", "template_mean", "skin_weights", "tris", "topology", "body", "edges", "degree",
-                 "adjacent_faces", "smoothness_pairs", "modes", "up"],
-    meta_fields=["resolution", "deformation", "network", "has_diffuse", "has_depth", "vertical_shift"],
+                 "adjacent_faces", "smoothness_pairs", "modes", "up", "body_offset"],
+    meta_fields=["resolution", "deformation", "network", "has_diffuse", "has_depth", "vertical_shift",
+                 "body_offset_scale"],
 )
 @dataclasses.dataclass(frozen=True)
 class FitProblem:
@@ -84,9 +88,12 @@ class FitProblem:
         the pair count the smoothness prior divides by: the fit's input template's, kept across
         remeshing (:func:`ngdjax.losses.jacobian_smoothness`). modes: (F, K) float32 the template's
         smooth modes per face (K = 0: off). up: (3,) float32 the body's up axis in the rest pose.
+        body_offset: (V, 3) float32 each template vertex minus its closest point on the rest-pose
+        body (zeros when ``body_offset_scale`` is off).
         resolution: (H, W). deformation: "jacobian_fields" or "vertex_offsets".
         network: the network's config (static). has_diffuse, has_depth: which targets exist.
         vertical_shift: whether the canonical mesh has a learnt shift along ``up``.
+        body_offset_scale: whether it has a learnt fraction of ``body_offset`` added.
     """
 
     solver: PoissonSolver
@@ -102,12 +109,14 @@ class FitProblem:
     smoothness_pairs: Float[Array, ""]
     modes: Float[Array, "F K"]
     up: Float[Array, " 3"]
+    body_offset: Float[Array, "V 3"]
     resolution: tuple[int, int]
     deformation: str
     network: fields.DynamicJacobianConfig
     has_diffuse: bool
     has_depth: bool
     vertical_shift: bool
+    body_offset_scale: bool
 
 
 class Frames(NamedTuple):
@@ -163,9 +172,20 @@ def build_problem(
         adjacent_faces=jnp.asarray(adjacent, jnp.int32),
         smoothness_pairs=jnp.float32(input_pairs), modes=jnp.asarray(modes),
         up=jnp.asarray(body_frame(body, body_shape).axes[2], jnp.float32),
+        body_offset=jnp.asarray(offset_from_body(template_vertices, body, body_shape) if field.body_offset_scale
+                                else np.zeros((len(template_vertices), 3)), jnp.float32),
         resolution=tuple(resolution), deformation=field.deformation, network=network_config(field),
         has_diffuse=has_diffuse, has_depth=has_depth, vertical_shift=field.vertical_shift,
+        body_offset_scale=field.body_offset_scale,
     )
+
+
+def offset_from_body(vertices: np.ndarray, body: Body, body_shape: np.ndarray) -> np.ndarray:
+    """(V, 3) each vertex (V, 3) minus its closest point on the body's rest-pose surface."""
+    body_vertices = rest_vertices_host(body, body_shape)
+    _, _, closest, _ = igl.signed_distance(np.asarray(vertices, np.float64), np.asarray(body_vertices, np.float64),
+                                           np.asarray(body.triangles, np.int64))
+    return np.asarray(vertices, np.float64) - closest
 
 
 def init_params(key: Array, problem: FitProblem) -> dict:
@@ -178,12 +198,14 @@ def init_params(key: Array, problem: FitProblem) -> dict:
         coarse["modes"] = jnp.zeros((problem.modes.shape[1], 3, 3), jnp.float32)
     if problem.vertical_shift:
         coarse["shift"] = jnp.zeros((), jnp.float32)
+    if problem.body_offset_scale:
+        coarse["offset_scale"] = jnp.zeros((), jnp.float32)
     return dict(params, coarse=coarse) if coarse else params
 
 
 def has_coarse(field: FieldConfig) -> bool:
     """Whether the parameters have the ``coarse`` group (smooth modes or the vertical shift)."""
-    return field.smooth_modes > 0 or field.vertical_shift
+    return field.smooth_modes > 0 or field.vertical_shift or field.body_offset_scale
 
 
 def make_optimizer(optim: OptimConfig, n_frames: int, coarse: bool = False) -> optax.GradientTransformation:
@@ -268,10 +290,13 @@ def static_field(params: dict, problem: FitProblem) -> Array:
     return params["static"] + jnp.einsum("fij,fjl->fil", maps, params["static"])
 
 
-def canonical_shift(params: dict, problem: FitProblem) -> Float[Array, "1 3"] | float:
-    """(1, 3) the canonical mesh's learnt translation along the body's up axis, or 0."""
+def canonical_shift(params: dict, problem: FitProblem) -> Float[Array, "V 3"] | float:
+    """(1, 3) or (V, 3) what our priors add to the canonical mesh, or 0: the learnt translation
+    along the body's up axis, and the learnt fraction of the template's offset from the body (-0.5:
+    every vertex halfway from the template to the body)."""
     coarse = params.get("coarse", {})
-    return coarse["shift"] * problem.up[None] if "shift" in coarse else 0.0
+    shift = coarse["shift"] * problem.up[None] if "shift" in coarse else 0.0
+    return shift + (coarse["offset_scale"] * problem.body_offset if "offset_scale" in coarse else 0.0)
 
 
 def fold_smooth_modes(params: dict, problem: FitProblem) -> dict:

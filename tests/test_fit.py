@@ -215,12 +215,13 @@ def test_every_deformation_name_has_a_model():
 
 
 def test_the_priors_fit_through_a_remesh(tmp_path, sequence_dir):
-    """field.smooth_modes and field.vertical_shift in a whole fit with a remesh event: the modes are
-    folded into the per-face Jacobians at the event and learnt again on the new template's modes,
-    the shift is learnt, and the fit gets closer to the masks than the template."""
+    """field.smooth_modes, field.vertical_shift and field.body_offset_scale in a whole fit with a
+    remesh event: the modes are folded into the per-face Jacobians at the event and learnt again on
+    the new template's modes, the offsets from the body are those of the new template's vertices,
+    the shift and the offset's factor are learnt, and the fit gets closer to the masks."""
     path, overrides = _config(tmp_path, sequence_dir, "optim.epochs=5", "optim.warmup_epochs=1",
                               "remesh.enabled=true", "remesh.epochs=[2]", "remesh.blend_epochs=2",
-                              "field.smooth_modes=2", "field.vertical_shift=true")
+                              "field.smooth_modes=2", "field.vertical_shift=true", "field.body_offset_scale=true")
     config = load_config(path, FitConfig, overrides)
     sequence = load_sequence(sequence_dir)
     result = fit_geometry(config, sequence, load_body("anny"), get_renderer("jax"), str(tmp_path / "p"),
@@ -229,6 +230,9 @@ def test_the_priors_fit_through_a_remesh(tmp_path, sequence_dir):
     assert result.problem.modes.shape == (len(result.template_faces), 2)
     coarse = result.params["coarse"]
     assert float(jnp.abs(coarse["shift"])) > 1e-4 and np.isfinite(np.asarray(coarse["modes"])).all()
+    assert float(jnp.abs(coarse["offset_scale"])) > 1e-4
+    offsets = np.linalg.norm(np.asarray(result.problem.body_offset), axis=1)
+    assert offsets.shape == (len(result.template_vertices),) and np.all(offsets[len(sequence.template_vertices):] > 0)
     assert float(jnp.abs(coarse["modes"]).max()) > 0  # learnt again after the fold at epoch 2
     log = [json.loads(line) for line in open(tmp_path / "p" / "log.jsonl")]
     silhouette = [row["silhouette"] for row in log if "silhouette" in row]

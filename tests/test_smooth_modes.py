@@ -3,6 +3,7 @@ canonical mesh's vertical shift (field.vertical_shift): priors for the surface t
 
 from types import SimpleNamespace
 
+import igl
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,3 +98,46 @@ def test_fold_smooth_modes_and_the_vertical_shift_keep_the_canonical_mesh():
     folded = geometry.fold_smooth_modes(params, problem)
     assert not np.any(np.asarray(folded["coarse"]["modes"]))
     np.testing.assert_allclose(geometry.canonical_vertices(folded, problem), canonical, atol=1e-5)
+
+
+def test_the_body_offset_scale_carries_a_tightening_seen_at_the_sides_to_the_front_and_back():
+    """field.body_offset_scale: at -1 the canonical mesh lies on the body; when only the sides (what
+    a frontal camera's silhouette shows) are pulled to half the template's offset, the one learnt
+    factor brings the front and back (seen head-on or not at all) to half as well."""
+    from ngdjax.body.model import load_body, rest_vertices_host
+    from ngdjax.fit_config import FieldConfig
+    from ngdjax.garment import make_template
+
+    body = load_body("anny")
+    vertices, faces = make_template("tshirt", body, np.zeros(0), 0.05, offset=0.04)
+    field = FieldConfig(body_offset_scale=True, network=FieldConfig().network)
+    problem = geometry.build_problem(vertices, faces, body, np.zeros(0), (32, 32), field, False, False,
+                                     poisson_method="dense")
+    offset = np.asarray(problem.body_offset)
+    assert 0.03 < np.median(np.linalg.norm(offset, axis=1)) < 0.06  # the template's 4 cm (plus its pushes)
+    params = geometry.init_params(jax.random.PRNGKey(0), problem)
+    assert float(params["coarse"]["offset_scale"]) == 0.0
+    rest = geometry.canonical_vertices(params, problem)
+    on_body = geometry.canonical_vertices(dict(params, coarse={"offset_scale": jnp.float32(-1.0)}), problem)
+    body_vertices = rest_vertices_host(body, np.zeros(0))
+    distance, _, _, _ = igl.signed_distance(np.asarray(on_body, np.float64), body_vertices,
+                                            np.asarray(body.triangles, np.int64))
+    assert np.percentile(np.abs(distance), 90) < 0.004  # on the body (up to the float32 Poisson round trip)
+
+    sides = np.abs(np.asarray(rest)[:, 0] - np.asarray(rest)[:, 0].mean()) > 0.12  # left and right flanks
+    target = rest - 0.5 * problem.body_offset
+    optimizer = optax.adam(2e-2)
+    coarse = {"offset_scale": jnp.float32(0.0)}
+    state = optimizer.init(coarse)
+
+    def loss(c):
+        mesh = geometry.canonical_vertices(dict(params, coarse=c), problem)
+        return jnp.mean(jnp.where(jnp.asarray(sides)[:, None], (mesh - target) ** 2, 0.0))
+
+    for _ in range(100):
+        coarse, state = geometry.update(optimizer, jax.grad(loss)(coarse), state, coarse)
+    fitted = np.asarray(geometry.canonical_vertices(dict(params, coarse=coarse), problem))
+    front_and_back = ~sides
+    before = np.linalg.norm(np.asarray(rest - target)[front_and_back], axis=1).mean()
+    after = np.linalg.norm((fitted - np.asarray(target))[front_and_back], axis=1).mean()
+    assert abs(float(coarse["offset_scale"]) + 0.5) < 0.05 and after < 0.1 * before
