@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
@@ -89,21 +88,6 @@ def plan_suite(suite: str, overrides: list[str], out: str) -> list:
     return [Fit(case.name, case.run_dir, run_case, (case, False)) for case in load_suite(suite, out, tuple(overrides))]
 
 
-def take_out_dir(out: str, command: list[str]) -> None:
-    """Make ``out`` this command's (new, empty, or its own earlier output); InputError otherwise."""
-    from ngdjax.errors import InputError
-    from ngdjax.io import write_text
-
-    manifest = os.path.join(out, MANIFEST)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"--out {out}: exists and is not a directory")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(manifest):
-        raise InputError(f"--out {out}: not empty and holds no {MANIFEST}; fit_many writes only into a new or empty "
-                         "directory or its own earlier output")
-    os.makedirs(out, exist_ok=True)
-    write_text(manifest, json.dumps({"format": FORMAT, "command": command}, indent=1))
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.fit_many", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,6 +107,7 @@ def main(argv=None) -> int:
 
     from ngdjax.errors import InputError
     from ngdjax.fit_many import run_fits, start, summary_row, write_summary
+    from ngdjax.run_dir import claim_output_dir
     from ngdjax.suite import finished, take_suite_dir
 
     command = ["python", "-m", "experiments.fit_many", *(sys.argv[1:] if argv is None else argv)]
@@ -139,7 +124,10 @@ def main(argv=None) -> int:
             print(problem, file=sys.stderr)
         return 2
     try:
-        take_suite_dir(args.out, args.suite) if args.suite else take_out_dir(args.out, command)
+        if args.suite:
+            take_suite_dir(args.out, args.suite)
+        else:  # new, empty, or this command's earlier output (its manifest's format checked)
+            claim_output_dir(args.out, MANIFEST, {"format": FORMAT, "command": command}, "fit_many output")
     except InputError as error:
         ray.shutdown()
         print(*error.problems, sep="\n", file=sys.stderr)

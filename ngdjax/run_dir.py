@@ -13,6 +13,9 @@ A fit writes only into a run directory that is new, empty, or a run of ours (it 
 sequence's files, is refused with the list of differences. :func:`take_run_dir` then, once every
 input has been checked, removes the previous run (``--overwrite``) and writes the manifest.
 The manifest's ``state`` is ``running``, ``finished`` or ``failed`` (with the error).
+
+Commands that write many runs under one ``--out`` (``experiments.suite``, ``experiments.fit_many``)
+claim it the same way with :func:`claim_output_dir`: new, empty, or holding their own manifest.
 """
 
 from __future__ import annotations
@@ -79,6 +82,41 @@ def inspect_run_dir(directory: str, config: dict, resume: bool, overwrite: bool,
                          f"{directory}: these keys would change the saved state's shapes or meaning; use --overwrite "
                          f"or another --out (keys safe to change on resume: {', '.join(RESUME_SAFE)})")
     return RunPlan(directory, "resume", tuple(safe))
+
+
+def claim_output_dir(out: str, manifest_name: str, record: dict, owner: str) -> None:
+    """Make ``out`` the output directory of a command that writes many runs (a suite, fit_many):
+    it must be new, empty, or hold that command's own manifest ``manifest_name`` whose ``format``
+    is ``record["format"]``; then ``record`` is written as the manifest (first, before any other
+    file). Nothing is written or deleted when the check fails.
+
+    Args:
+        out: the directory (``--out``).
+        manifest_name: the manifest's file name under ``out`` (e.g. ``suite_run.json``).
+        record: the manifest to write; its ``format`` key names whose output this is.
+        owner: the command's output in words (``suite``, ``fit_many output``), for the messages.
+
+    Raises:
+        InputError: one line: ``out`` is a file, a directory with other content and no
+            manifest, or one whose manifest is unreadable or of another format.
+    """
+    manifest = os.path.join(out, manifest_name)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(manifest):
+        raise InputError(f"--out {out}: not empty and holds no {owner} ({manifest_name}); a {owner} is written only "
+                         "into a new or empty directory or its own earlier output, so nothing there is overwritten")
+    if os.path.isfile(manifest):
+        try:
+            with open(manifest) as file:
+                found = json.load(file)
+        except (OSError, ValueError):
+            found = None
+        if not isinstance(found, dict) or found.get("format") != record["format"]:
+            raise InputError(f"{manifest}: not an ngdjax {owner} manifest (format {record['format']}); nothing is "
+                             "written or deleted there: choose a new or empty --out")
+    os.makedirs(out, exist_ok=True)
+    write_text(manifest, json.dumps(record, indent=1))
 
 
 def sequence_problems(directory: str, sequence_dir: str) -> list[str]:

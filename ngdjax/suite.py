@@ -181,23 +181,9 @@ def _path_digest(path: str) -> str:
 # --- Running -------------------------------------------------------------------------------------
 
 def take_suite_dir(out: str, suite_path: str) -> None:
-    """Make ``out`` the suite's (new, empty, or a suite's before); raise InputError otherwise."""
-    manifest = os.path.join(out, MANIFEST)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"--out {out}: exists and is not a directory")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(manifest):
-        raise InputError(f"--out {out}: not empty and holds no suite ({MANIFEST}); a suite writes only into a new or "
-                         "empty directory or its own earlier output, so nothing there is overwritten")
-    if os.path.isfile(manifest):
-        try:
-            with open(manifest) as file:
-                ours = json.load(file).get("format") == FORMAT
-        except (OSError, ValueError, AttributeError):
-            ours = False
-        if not ours:
-            raise InputError(f"{manifest}: not an ngdjax suite manifest (format {FORMAT})")
-    os.makedirs(out, exist_ok=True)
-    write_text(manifest, json.dumps({"format": FORMAT, "suite": os.path.abspath(suite_path)}, indent=1))
+    """Make ``out`` the suite's (new, empty, or a suite's before: :func:`ngdjax.run_dir.claim_output_dir`)
+    and write its manifest; raise InputError otherwise."""
+    run_dir.claim_output_dir(out, MANIFEST, {"format": FORMAT, "suite": os.path.abspath(suite_path)}, "suite")
 
 
 def run_case(case: SuiteCase, progress: bool = True) -> dict:

@@ -213,6 +213,26 @@ def test_bad_arguments_exit_2_with_one_line(case, world, ray_address, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("content", ["other_files", "other_format"])
+def test_an_output_folder_not_ours_is_refused_and_left_alone(content, world, ray_address, capsys):
+    """--out must be new, empty, or fit_many's own earlier output (ngdjax.run_dir.claim_output_dir):
+    a folder of other files, or another command's manifest, is one line, exit 2, nothing written."""
+    out = world / f"not_ours_{content}"
+    out.mkdir(exist_ok=True)
+    (out / "notes.txt").write_text("keep me")
+    if content == "other_format":  # a manifest of that name, not fit_many's format
+        (out / "fit_many.json").write_text(json.dumps({"format": "ngdjax-suite-1", "suite": "s.yaml"}))
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    capsys.readouterr()
+    code = fit_many_cli.main(["--cfg", str(world / "fit.yaml"), str(world / "walk_a"), "--out", str(out),
+                              "--address", ray_address, *FAST])
+    lines = capsys.readouterr().err.strip().splitlines()
+    fragment = ("not empty and holds no fit_many output (fit_many.json)" if content == "other_files"
+                else "not an ngdjax fit_many output manifest (format ngdjax-fit-many-1)")
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
 def test_suite_parallel_refuses_an_unreachable_cluster_before_writing(world, capsys):
     from experiments import suite as suite_cli
 
