@@ -8,6 +8,7 @@ Every file is written under a temporary name and renamed (:mod:`ngdjax.io`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -57,8 +58,15 @@ def mesh_path(run_dir: str, frame: int) -> str:
 
 def predict_posed(params: dict, problem: FitProblem, frames: Frames, network_on: bool) -> np.ndarray:
     """(T, V, 3) posed garment vertices of every frame (world space)."""
-    posed = jax.jit(lambda p, pr, fr, i: deform(p, pr, frame_at(fr, i), network_on)[0])
-    return np.stack([np.asarray(posed(params, problem, frames, jnp.int32(i))) for i in range(frames.pose.shape[0])])
+    return np.stack([np.asarray(_posed_frame(params, problem, frames, jnp.int32(i), network_on))
+                     for i in range(frames.pose.shape[0])])
+
+
+@functools.partial(jax.jit, static_argnames="network_on")
+def _posed_frame(params: dict, problem: FitProblem, frames: Frames, index, network_on: bool):
+    """Frame ``index``'s posed vertices (V, 3); one jitted function for every run of the process, so
+    a second fit of the same template (a resumed run, a suite's next case) compiles nothing again."""
+    return deform(params, problem, frame_at(frames, index), network_on)[0]
 
 
 def posed_template(template: np.ndarray, body: Body, body_shape: np.ndarray, frames: Frames) -> np.ndarray:

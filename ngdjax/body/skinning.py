@@ -34,13 +34,27 @@ def rbf_skinning_weights(
     body_vertices = np.asarray(body_vertices, dtype=np.float64)
     body_weights = np.asarray(body_weights, dtype=np.float64)
     out = np.empty((len(garment_vertices), body_weights.shape[1]))
+    columns = body_vertices.T.copy()  # (3, N): one contiguous row per coordinate
     for start in range(0, len(garment_vertices), chunk):
         x = garment_vertices[start:start + chunk]
-        distance = np.linalg.norm(x[:, None, :] - body_vertices[None, :, :], axis=-1)  # (c, N)
-        nearest = distance.min(axis=1, keepdims=True)
+        # |x - b| coordinate by coordinate, in place (the same operations, in the same order, as
+        # np.linalg.norm(x[:, None] - b[None], axis=-1), without its (c, N, 3) temporaries)
+        kernel = np.subtract(x[:, 0:1], columns[0])
+        np.multiply(kernel, kernel, out=kernel)
+        for axis in (1, 2):
+            difference = np.subtract(x[:, axis:axis + 1], columns[axis])
+            np.multiply(difference, difference, out=difference)
+            kernel += difference
+        np.sqrt(kernel, out=kernel)  # the distances D (c, N)
+        nearest = kernel.min(axis=1, keepdims=True)
         sigma = nearest + 1e-7
-        kernel = np.exp(-((distance - nearest) ** 2) / (0.25 * sigma**2))
-        out[start:start + chunk] = (kernel / kernel.sum(axis=1, keepdims=True)) @ body_weights
+        kernel -= nearest
+        np.multiply(kernel, kernel, out=kernel)
+        np.negative(kernel, out=kernel)
+        kernel /= 0.25 * sigma**2
+        np.exp(kernel, out=kernel)
+        kernel /= kernel.sum(axis=1, keepdims=True)
+        out[start:start + chunk] = kernel @ body_weights
     return out
 
 
