@@ -133,5 +133,7 @@ def test_shipped_fit_configs_load_and_the_defaults_hold_no_data():
             continue
         config = load_config(path, FitConfig)
         if os.sep + "method" + os.sep in path:
-            assert (config.field.smooth_modes, config.field.vertical_shift) == (0, False) and config.remesh.enabled, path
+            field = config.field
+            assert (field.smooth_modes, field.vertical_shift, field.body_offset_scale) == (0, False, False), path
+            assert config.remesh.enabled, path
             assert config.loss.jacobian_smoothness == 0.0 and config.loss.jacobian == LossConfig().jacobian, path
