@@ -33,6 +33,10 @@ from ngdjax.fit_many import address_problem
 from test_faults import FAST, TINY, save_npz, tree_hash
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tests/test_faults.py's short fit with the network off through its three epochs: each worker
+# compiles one step (the scheduling, the kill and the resume are what is tested here; resuming
+# with the network on is tests/test_faults.py's kill chain)
+FIT = [*FAST, "optim.warmup_epochs=3"]
 NAMES = ("walk_a", "walk_b", "walk_c")  # walk_c's worker is killed
 KILLED = "walk_c"
 
@@ -64,7 +68,7 @@ def sequential(world):
         config = world / f"{name}.yaml"
         config.write_text(f"name: tiny\ndata:\n  sequence: {world / name}\n")
         runs[name] = world / "sequential" / name
-        assert fit_cli.main(["--cfg", str(config), "--out", str(runs[name]), *FAST]) == 0
+        assert fit_cli.main(["--cfg", str(config), "--out", str(runs[name]), *FIT]) == 0
     return runs
 
 
@@ -124,7 +128,7 @@ def many(world, sequential, ray_address):
     killer.start()
     started = time.perf_counter()
     code = fit_many_cli.main(["--cfg", str(root / "fit.yaml"), *(str(root / name) for name in NAMES),
-                              str(root / "broken"), "--out", str(out), "--address", ray_address, *FAST])
+                              str(root / "broken"), "--out", str(out), "--address", ray_address, *FIT])
     print(f"fit_many: 4 fits in {time.perf_counter() - started:.1f} s")
     killer.join(timeout=1)
     rows = {row["name"]: row for row in json.loads((out / "summary.json").read_text())}
@@ -177,7 +181,7 @@ def test_a_rerun_does_no_work(many, world, ray_address):
     runs = {name: tree_hash(out / name) for name in NAMES}
     attempts = {name: (out / f"{name}.attempts.jsonl").read_text() for name in NAMES}
     code = fit_many_cli.main(["--cfg", str(root / "fit.yaml"), *(str(root / name) for name in NAMES),
-                              "--out", str(out), "--address", ray_address, *FAST])
+                              "--out", str(out), "--address", ray_address, *FIT])
     assert code == 0
     rows = json.loads((out / "summary.json").read_text())
     assert [(row["name"], row["status"], row["attempts"]) for row in rows] == [(name, "skipped", 0) for name in NAMES]
@@ -225,7 +229,7 @@ def test_an_output_folder_not_ours_is_refused_and_left_alone(content, world, ray
     before = {path.name: path.read_bytes() for path in out.iterdir()}
     capsys.readouterr()
     code = fit_many_cli.main(["--cfg", str(world / "fit.yaml"), str(world / "walk_a"), "--out", str(out),
-                              "--address", ray_address, *FAST])
+                              "--address", ray_address, *FIT])
     lines = capsys.readouterr().err.strip().splitlines()
     fragment = ("not empty and holds no fit_many output (fit_many.json)" if content == "other_files"
                 else "not an ngdjax fit_many output manifest (format ngdjax-fit-many-1)")

@@ -26,6 +26,7 @@ def test_silhouette_fit_recovers_translation_and_scale():
     proj = jnp.asarray(perspective(256, 256, 64, 64, *RESOLUTION), jnp.float32)
     source = jnp.asarray(vertices, jnp.float32)
 
+    @jax.jit  # one compilation (the target and the losses below would otherwise run op by op)
     def silhouette(params):
         posed = source * params["scale"] + params["translation"][None, :]
         return render_geometry(renderer, posed, tris, topology, mv, proj, RESOLUTION).silhouette

@@ -1,6 +1,7 @@
 """``experiments.suite`` end to end on a two-case suite of tiny sequences (an artist's t-shirt on
 captured motion, and the same t-shirt turning on the parametric motion: one template, so the fit
-compiles once): every case generated, fitted and scored into suite.json,
+compiles once; the network stays off through the two epochs, one step variant): every case
+generated, fitted and scored into suite.json,
 suite.md and suite.png; a re-run does no work; a failing case is a row; bad suites exit 2 before
 anything is written."""
 
@@ -20,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIT = """name: tiny
 data: {sequence: unused}
 field: {network: {log2_table_size: 10, n_levels: 8}}
-optim: {epochs: 2, warmup_epochs: 1, checkpoint_every: 2, static: {decay_steps: 100}, net: {decay_steps: 100}}
+optim: {epochs: 2, warmup_epochs: 2, checkpoint_every: 2, static: {decay_steps: 100}, net: {decay_steps: 100}}
 remesh: {enabled: false}
 texture: {enabled: false}
 render: jax
