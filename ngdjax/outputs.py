@@ -75,11 +75,15 @@ def posed_template(template: np.ndarray, body: Body, body_shape: np.ndarray, fra
     weights = jnp.asarray(rbf_skinning_weights(template, rest_vertices_host(body, body_shape),
                                                skinning_weights_host(body)), jnp.float32)
     vertices = jnp.asarray(template, jnp.float32)
+    return np.stack([np.asarray(_skinned_frame(vertices, weights, frames.transforms, jnp.int32(i)))
+                     for i in range(frames.pose.shape[0])])
 
-    def pose(i):
-        return linear_blend_skinning(vertices, weights, frames.transforms[i])
-    pose = jax.jit(pose)
-    return np.stack([np.asarray(pose(jnp.int32(i))) for i in range(frames.pose.shape[0])])
+
+@jax.jit
+def _skinned_frame(vertices, weights, transforms, index):
+    """Frame ``index``'s skinned vertices; one jitted function for every run of the process (the
+    template an argument, not a constant), so a second run of the same template compiles nothing."""
+    return linear_blend_skinning(vertices, weights, transforms[index])
 
 
 def write_meshes(run_dir: str, frame_ids: list[int], posed: np.ndarray, faces: np.ndarray,
@@ -98,11 +102,10 @@ def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: 
                   video: bool, submit: Submit = immediately) -> None:
     """``renders/XXXX.png``: the target frame next to the fit's shading drawn over it (written
     through ``submit``); and ``renders/fit.gif`` of them all (10 fps)."""
-    tris, topology = problem.tris, problem.topology
-    render = jax.jit(lambda v, mv, proj: render_geometry(renderer, v, tris, topology, mv, proj, sequence.resolution))
     panels = []
     for t, index in enumerate(sequence.frames):
-        images = render(jnp.asarray(posed[t], jnp.float32), sequence.mv[t], sequence.proj[t])
+        images = _render_frame(renderer, jnp.asarray(posed[t], jnp.float32), problem.tris, problem.topology,
+                               sequence.mv[t], sequence.proj[t], tuple(sequence.resolution))
         coverage = np.clip(np.asarray(images.silhouette[0]), 0, 1)[..., None]
         shading = np.repeat(np.asarray(images.diffuse[0])[..., None], 3, axis=-1)
         target = sequence.images[t].astype(np.float32) / 255.0
@@ -116,6 +119,11 @@ def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: 
         frames = [Image.fromarray(p) for p in panels]
         write_atomic(os.path.join(run_dir, RENDERS, ANIMATION), lambda path: frames[0].save(
             path, save_all=True, append_images=frames[1:], duration=100, loop=0))
+
+
+# One jitted function for every run of the process (the mesh an argument, not a constant): a
+# second run of the same template (a suite's next case) compiles nothing again.
+_render_frame = jax.jit(render_geometry, static_argnames=("renderer", "resolution"))
 
 
 def write_turntable(run_dir: str, sequence: Sequence, posed: np.ndarray, faces: np.ndarray, renderer: Renderer,

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -346,11 +347,6 @@ def test_killed_anywhere_resumes_to_the_uninterrupted_result(world, caplog):
     the next process): right after the remesh event, inside a checkpoint write, mid-epoch, and in
     the appearance stage; the points come from a seeded generator, the order makes every one fire."""
     whole = world / "kill_reference"
-    # The uninterrupted run in this process, through the driver's own call (run_fit with the same
-    # config): it reuses the steps the tests above compiled, and a subprocess gives the same bytes.
-    with caplog.at_level(logging.INFO, logger="ngdjax"):
-        run_fit_in_process(load_config(str(world / "fit.yaml"), FitConfig, KILL_FAST), str(whole), progress=False)
-    assert "remesh event 0" in caplog.text  # the schedule has a remesh event
     rng = np.random.default_rng(19)
     # 4 epochs of 4 frames, a checkpoint after each, the remesh after epoch 1: the remesh kill leaves
     # epoch 0's checkpoint, so the next process saves after epochs 1, 2, 3 and dies in save 1-3; the
@@ -358,9 +354,18 @@ def test_killed_anywhere_resumes_to_the_uninterrupted_result(world, caplog):
     points = [("remesh", 1), ("checkpoint", int(rng.integers(1, 4))), ("step", int(rng.integers(2, 4))),
               ("appearance", int(rng.integers(1, 13)))]
     run = world / "killed"
-    for point, n in points:
-        killed = _driver(world, point, n, run, "--resume")
-        assert killed.returncode == -9, (point, n, killed.returncode, killed.stderr[-2000:])
-    resumed = _driver(world, "none", 0, run, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # The uninterrupted run in this process, through the driver's own call (run_fit with the same
+    # config): it reuses the steps the tests above compiled, and a subprocess gives the same bytes.
+    # It runs in a thread while the chain's processes run (its own directory, nothing shared): the
+    # two compile on the two cores at once instead of one after the other.
+    with caplog.at_level(logging.INFO, logger="ngdjax"), ThreadPoolExecutor(1) as pool:
+        reference = pool.submit(run_fit_in_process, load_config(str(world / "fit.yaml"), FitConfig, KILL_FAST),
+                                str(whole), progress=False)
+        for point, n in points:
+            killed = _driver(world, point, n, run, "--resume")
+            assert killed.returncode == -9, (point, n, killed.returncode, killed.stderr[-2000:])
+        resumed = _driver(world, "none", 0, run, "--resume")
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        reference.result()  # re-raises the uninterrupted run's error, if any
+    assert "remesh event 0" in caplog.text  # the schedule has a remesh event
     assert _outputs(run) == _outputs(whole), points
