@@ -51,9 +51,7 @@ def directional_errors(
     along ``directions`` random unit directions, against central differences of ``reference``
     (default ``function``)."""
     value_and_grad = jax.jit(jax.value_and_grad(function))
-    # Without a reference, the values come from the gradient's compiled function: one compilation
-    # instead of two (a compilation costs more than the backward passes it saves).
-    evaluate = jax.jit(reference) if reference is not None else (lambda y: value_and_grad(y)[0])
+    evaluate = jax.jit(reference or function)
     _, grad = value_and_grad(x)
     errors = []
     for k in jax.random.split(key, directions):

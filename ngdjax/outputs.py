@@ -27,7 +27,7 @@ from ngdjax.geometry import FitProblem, Frames, deform, frame_at
 from ngdjax.evaluation import ground_truth_paths
 from ngdjax.io import Submit, immediately, read_mesh, write_atomic, write_image, write_mesh, write_text
 from ngdjax.mesh_views import turntable
-from ngdjax.render.backend import Renderer
+from ngdjax.render.backend import Renderer, jit_where_possible
 from ngdjax.render.shading import render_geometry
 
 MANIFEST = "run.json"
@@ -102,10 +102,11 @@ def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: 
                   video: bool, submit: Submit = immediately) -> None:
     """``renders/XXXX.png``: the target frame next to the fit's shading drawn over it (written
     through ``submit``); and ``renders/fit.gif`` of them all (10 fps)."""
+    render = frame_renderer(renderer, tuple(sequence.resolution))
     panels = []
     for t, index in enumerate(sequence.frames):
-        images = _render_frame(renderer, jnp.asarray(posed[t], jnp.float32), problem.tris, problem.topology,
-                               sequence.mv[t], sequence.proj[t], tuple(sequence.resolution))
+        images = render(jnp.asarray(posed[t], jnp.float32), problem.tris, problem.topology, sequence.mv[t],
+                        sequence.proj[t])
         coverage = np.clip(np.asarray(images.silhouette[0]), 0, 1)[..., None]
         shading = np.repeat(np.asarray(images.diffuse[0])[..., None], 3, axis=-1)
         target = sequence.images[t].astype(np.float32) / 255.0
@@ -121,9 +122,12 @@ def write_renders(run_dir: str, sequence: Sequence, posed: np.ndarray, problem: 
             path, save_all=True, append_images=frames[1:], duration=100, loop=0))
 
 
-# One jitted function for every run of the process (the mesh an argument, not a constant): a
-# second run of the same template (a suite's next case) compiles nothing again.
-_render_frame = jax.jit(render_geometry, static_argnames=("renderer", "resolution"))
+@functools.cache
+def frame_renderer(renderer: Renderer, resolution: tuple[int, int]):
+    """``render(vertices (V, 3), tris, topology, mv, proj) -> GeometryImages``, jitted where the
+    backend allows; one function per backend and resolution for the process (the mesh an argument,
+    not a constant), so a second run of the same template (a suite's next case) compiles nothing."""
+    return jit_where_possible(renderer, functools.partial(render_geometry, renderer, resolution=resolution))
 
 
 def write_turntable(run_dir: str, sequence: Sequence, posed: np.ndarray, faces: np.ndarray, renderer: Renderer,

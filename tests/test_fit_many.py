@@ -7,8 +7,7 @@ SIGKILLs the worker fitting the third one after its first checkpoint: the three 
 and meshes of three sequential ``experiments.fit`` runs (the killed one resumed, attempts = 2),
 the broken one is reported failed with its one-line error, and a re-run does no work. What
 costs time is JAX compiling the fit once per process: once for the reference fits, once in each of
-the two workers (a worker that ran a fit before compiles nothing again); the reference fits run in a
-thread while the Ray head starts and the workers fit.
+the two workers (a worker that ran a fit before compiles nothing again).
 """
 
 import dataclasses
@@ -23,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -61,7 +59,8 @@ def world(tmp_path_factory):
     return root
 
 
-def sequential_runs(world) -> dict:
+@pytest.fixture(scope="module")
+def sequential(world):
     """{name: run directory} of three sequential ``experiments.fit`` runs (in this process: one
     compilation serves the three)."""
     runs = {}
@@ -71,20 +70,6 @@ def sequential_runs(world) -> dict:
         runs[name] = world / "sequential" / name
         assert fit_cli.main(["--cfg", str(config), "--out", str(runs[name]), *FIT]) == 0
     return runs
-
-
-@pytest.fixture(scope="module")
-def sequential_started(world):
-    """The sequential runs, started in a thread of this process: they run while the Ray head starts
-    and fit_many's workers fit (other processes, other directories), instead of before them."""
-    with ThreadPoolExecutor(1) as pool:
-        yield pool.submit(sequential_runs, world)
-
-
-@pytest.fixture(scope="module")
-def sequential(sequential_started):
-    """{name: run directory} of the three sequential runs, once finished."""
-    return sequential_started.result()
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +118,7 @@ def kill_after_first_checkpoint(run_dir, seen: dict, timeout_s: float = 240) -> 
 
 
 @pytest.fixture(scope="module")
-def many(world, sequential_started, ray_address):
+def many(world, sequential, ray_address):
     """One fit_many command over the three sequences and the broken one, the third one's worker
     killed mid-fit: (exit code, summary rows by name, output directory, what the killer saw)."""
     root = world
